@@ -1,0 +1,158 @@
+"""Typed, validated configuration for the model, the loss and the optimiser.
+
+Every entry point (``qt pretrain``, ``qt finetune``, ``qt serve``...) builds its arguments from these
+dataclasses, parsed by one CLI (``scripts/cli.py``, tyro): a field's docstring is its ``--help`` text.
+Validation happens in ``__post_init__`` so that a bad value fails where it is written, not deep inside
+a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the Q-Transformer network."""
+
+    state_dim: int = 32
+    """Length of the proprioceptive/object state vector."""
+    action_dim: int = 4
+    """Number of action dimensions, each predicted by its own token (D)."""
+    num_bins: int = 256
+    """Bins per action dimension (K)."""
+    image_size: int = 0
+    """Side of the square camera images in pixels; 0 means a state-only model."""
+    num_images: int = 1
+    """Images per observation: cameras x frames of history (V)."""
+    text_dim: int = 384
+    """Width of the sentence-encoder embedding (384 for all-MiniLM-L6-v2)."""
+    d_model: int = 128
+    """Transformer width."""
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; must divide ``d_model``."""
+    ff_mult: int = 4
+    """Feed-forward width as a multiple of ``d_model``."""
+    image_tokens: int = 4
+    """Tokens per image after learned spatial attention pooling (TokenLearner-style)."""
+    conv_channels: tuple[int, ...] = (32, 64, 96)
+    """Channels of the FiLM conv stages (each halves the resolution)."""
+    state_tokens: int = 1
+    """Tokens the state MLP produces."""
+    dropout: float = 0.0
+    """Dropout inside the transformer."""
+    head_layernorm: bool = False
+    """LayerNorm in the Q head (stabilises high update-to-data fine-tuning, RLPD-style)."""
+    head_dropout: float = 0.0
+    """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
+    q_activation: Literal["sigmoid", "none"] = "sigmoid"
+    """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
+
+    def __post_init__(self) -> None:
+        self.conv_channels = tuple(self.conv_channels)
+        _check(self.state_dim >= 0, f"state_dim must be >= 0, got {self.state_dim}")
+        _check(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
+        _check(self.num_bins >= 2, f"num_bins must be >= 2, got {self.num_bins}")
+        _check(
+            self.image_size == 0 or self.image_size >= 16,
+            f"image_size must be 0 or >= 16, got {self.image_size}",
+        )
+        _check(self.num_images >= 1, f"num_images must be >= 1, got {self.num_images}")
+        _check(self.state_dim > 0 or self.image_size > 0, "the model needs a state vector or images")
+        _check(self.d_model % self.n_heads == 0, f"n_heads={self.n_heads} must divide d_model={self.d_model}")
+        _check(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+        _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
+        _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
+        _check(
+            self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["conv_channels"] = list(self.conv_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class LossConfig:
+    """Conservative Q-learning loss of Q-Transformer (Chebotar et al. 2023, §4)."""
+
+    gamma: float = 0.98
+    """Discount per environment step."""
+    n_step: int = 3
+    """Steps in the n-step return of the last action dimension."""
+    alpha: float = 1.0
+    """Weight of the conservative regulariser on bins not taken (§4.2)."""
+    min_return: float = 0.0
+    """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
+    use_mc_bound: bool = True
+    """Lower-bound every target by the episode's Monte-Carlo return (§4.3)."""
+    use_conservative: bool = True
+    """Switch the conservative regulariser off (ablation)."""
+    behavior_cloning: bool = False
+    """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        _check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
+        _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, schedule and target-network settings shared by pretraining and fine-tuning."""
+
+    lr: float = 3e-4
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to norms, biases or embeddings)."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    """Schedule after warm-up."""
+    total_steps: int = 1000
+    """Length of the schedule (cosine decays to 10% of ``lr`` by then)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm; 0 disables."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated per optimiser step."""
+    target_update: Literal["polyak", "copy"] = "polyak"
+    """How the target network follows the online one."""
+    tau: float = 0.005
+    """Polyak rate for ``target_update='polyak'``."""
+    target_period: int = 100
+    """Optimiser steps between copies for ``target_update='copy'``."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(self.warmup_steps >= 0 and self.total_steps >= 1, "warmup_steps >= 0 and total_steps >= 1")
+        _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        _check(self.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        _check(self.target_period >= 1, f"target_period must be >= 1, got {self.target_period}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything the learner needs: model shape, loss and optimisation."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)

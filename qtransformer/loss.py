@@ -1,0 +1,108 @@
+"""The Q-Transformer loss (Chebotar et al. 2023, §4): one pure function of (model, target, batch, config).
+
+For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
+- dims ``i < D-1`` (§4.1, per-dimension backup inside one time step, no discount):
+  ``y_i = max_k Q_target_{i+1}(s_t, a_{<=i}, k)``;
+- last dim (§4.1 with n-step returns, §4.4):
+  ``y_{D-1} = sum_k gamma^k r_{t+k} + bootstrap * gamma^n * max_k Q_target_0(s_{t+n}, k)``;
+- Monte-Carlo lower bound (§4.3): ``y_i <- max(y_i, G_t)`` with ``G_t`` the episode's return from ``t``;
+- TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
+- conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
+  pushing the bins the data did not take toward the lowest possible return;
+- total: ``td + alpha * conservative``.
+With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
+(the BC baseline of the paper's comparisons) and no target network is used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qtransformer.batch import Batch
+from qtransformer.config import LossConfig
+
+
+def check_batch(batch: Batch, num_bins: int) -> None:
+    """Entry-point shape checks; the model checks observation shapes itself."""
+    B = batch.size
+    D = batch.action_bins.shape[-1]
+    for name, x, shape in (
+        ("action_bins", batch.action_bins, (B, D)),
+        ("nstep", batch.nstep, (B,)),
+        ("bootstrap", batch.bootstrap, (B,)),
+        ("mc_return", batch.mc_return, (B,)),
+    ):
+        if tuple(x.shape) != shape:
+            raise ValueError(f"batch.{name} must have shape {shape}, got {tuple(x.shape)}")
+    if batch.rewards.ndim != 2 or batch.rewards.shape[0] != B:
+        raise ValueError(f"batch.rewards must be (B, N), got {tuple(batch.rewards.shape)}")
+    if batch.action_bins.dtype != torch.int64:
+        raise ValueError(f"batch.action_bins must be int64, got {batch.action_bins.dtype}")
+    if batch.action_bins.numel() and (batch.action_bins.min() < 0 or batch.action_bins.max() >= num_bins):
+        raise ValueError(f"batch.action_bins must lie in [0, {num_bins - 1}]")
+
+
+@torch.no_grad()
+def td_targets(target_model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension targets (B, D) and the mask (B, D) of where the MC bound was active.
+
+    This is the only TD target in the project: pretraining and fine-tuning both come through here.
+    """
+    bins = batch.action_bins
+    D = bins.shape[1]
+    # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
+    targets = []
+    if D > 1:
+        q_same = target_model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
+        targets.append(q_same[:, 1:].max(dim=-1).values)  # (B, D-1)
+    # The last dimension bootstraps from the first dimension at s_{t+n}.
+    empty = bins[:, :0]
+    q_next = target_model(batch.next_state, batch.instruction_emb, empty, batch.next_images)[:, 0]  # (B, K)
+    N = batch.rewards.shape[1]
+    discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
+    nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
+    last = nstep_reward + batch.bootstrap * cfg.gamma**batch.nstep * q_next.max(dim=-1).values
+    targets.append(last[:, None])
+    y = torch.cat(targets, dim=1).float()  # (B, D)
+    if cfg.use_mc_bound:
+        mc = batch.mc_return[:, None].expand_as(y)
+        active = mc > y
+        y = torch.maximum(y, mc)
+    else:
+        active = torch.zeros_like(y, dtype=torch.bool)
+    return y, active
+
+
+def qtransformer_loss(
+    model: nn.Module, target_model: nn.Module | None, batch: Batch, cfg: LossConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Returns the scalar loss to minimise and its named terms (detached) for logging."""
+    bins = batch.action_bins
+    q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
+    check_batch(batch, q.shape[-1])
+    if cfg.behavior_cloning:
+        bc = F.cross_entropy(q.flatten(0, 1).float(), bins.flatten())
+        acc = (q.argmax(-1) == bins).float().mean()
+        return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": q.detach().float().mean()}
+    if target_model is None:
+        raise ValueError("the Q-learning loss needs a target model (only behavior_cloning runs without)")
+    q = q.float()
+    y, mc_active = td_targets(target_model, batch, cfg)
+    q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
+    td = 0.5 * (q_taken - y).pow(2).mean()
+    K = q.shape[-1]
+    not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
+    conservative = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean()
+    loss = td + cfg.alpha * conservative if cfg.use_conservative else td
+    terms = {
+        "td": td.detach(),
+        "conservative": conservative.detach(),
+        "mc_bound_active_fraction": mc_active.float().mean(),
+        "q_mean": q_taken.detach().mean(),
+        "q_max": q_taken.detach().max(),
+        "target_mean": y.mean(),
+        "q_last_dim_mean": q_taken.detach()[:, -1].mean(),
+    }
+    return loss, terms

@@ -1,0 +1,295 @@
+"""The Q-Transformer network (Chebotar et al. 2023, §3): per-dimension Q-values over action bins.
+
+Legend: B batch, S state width, V images (cameras x frames), H/W pixels, E text embedding width,
+P context tokens, D action dimensions, K bins per dimension, C channels, d model width.
+
+Sequence: ``[instruction, state tokens, image tokens | a_0, a_1, ..., a_{D-1}]``.
+The context prefix (left of ``|``) attends to itself freely; the token of action dimension ``i`` attends
+to the whole prefix and to action tokens ``<= i``. It carries the bin chosen for dimension ``i-1`` (a
+learned start embedding for ``i = 0``) plus an embedding of ``i``, and its output is mapped by the Q
+head to K values ``Q(s, a_{<i}, a_i = k)``. Training feeds the dataset's bins (teacher forcing, one
+pass); acting decodes dimension by dimension, reusing the prefix's keys and values (KV cache).
+
+The network knows nothing about training: targets, optimisers and the Accelerator live elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qtransformer.config import ModelConfig
+
+BinSelector = Callable[[torch.Tensor, int], torch.Tensor]
+"""Maps the Q-values of one dimension (B, K) and the dimension index to chosen bins (B,)."""
+
+
+def greedy_selector(q: torch.Tensor, dim: int) -> torch.Tensor:
+    return q.argmax(dim=-1)
+
+
+class FiLM(nn.Module):
+    """Feature-wise affine modulation from the instruction (the FiLM-EfficientNet idea, RT-1 / §5)."""
+
+    def __init__(self, text_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(text_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)  # starts as the identity: gamma = 1, beta = 0
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.proj(text).chunk(2, dim=-1)  # (N, C) each
+        return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class ImageEncoder(nn.Module):
+    """Small FiLM-conditioned conv net + learned spatial attention pooling to a few tokens per image."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        chans = (3, *cfg.conv_channels)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1) for i in range(len(chans) - 1)
+        )
+        self.norms = nn.ModuleList(nn.GroupNorm(8 if c % 8 == 0 else 1, c) for c in chans[1:])
+        self.films = nn.ModuleList(FiLM(cfg.text_dim, c) for c in chans[1:])
+        self.attn_maps = nn.Conv2d(chans[-1], cfg.image_tokens, 1)  # TokenLearner-style pooling
+        self.out = nn.Linear(chans[-1], cfg.d_model)
+        self.view_emb = nn.Parameter(torch.zeros(cfg.num_images, 1, cfg.d_model))
+        self.num_images = cfg.num_images
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        B, V = images.shape[:2]
+        x = (
+            images.reshape(B * V, *images.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        )  # (BV, 3, H, W)
+        t = text.repeat_interleave(V, dim=0)  # (BV, E)
+        for conv, norm, film in zip(self.convs, self.norms, self.films):
+            x = F.gelu(film(norm(conv(x)), t))
+        weights = self.attn_maps(x).flatten(2).softmax(dim=-1)  # (BV, T, h*w)
+        tokens = torch.einsum("btn,bcn->btc", weights, x.flatten(2))  # (BV, T, C)
+        tokens = self.out(tokens).reshape(B, V, -1, self.out.out_features)  # (B, V, T, d)
+        tokens = tokens + self.view_emb[None]  # which camera / frame
+        return tokens.reshape(B, -1, tokens.shape[-1])  # (B, V*T, d)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block whose attention can extend and reuse a KV cache."""
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
+        self.drop = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, L, d) new tokens
+        mask: torch.Tensor | None,  # (L, L_total) bool, True = may attend; None = attend to everything
+        cache: tuple[torch.Tensor, torch.Tensor, int]
+        | None = None,  # (K, V, filled) buffers (B, h, L_max, hd)
+    ) -> torch.Tensor:
+        B, L, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, hd)
+        if cache is not None:
+            kbuf, vbuf, filled = cache
+            kbuf[:, :, filled : filled + L] = k
+            vbuf[:, :, filled : filled + L] = v
+            k, v = kbuf[:, :, : filled + L], vbuf[:, :, : filled + L]
+        p = self.attn_dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, L, hd)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class QTransformer(nn.Module):
+    """Maps (state, images, instruction embedding, earlier bins) to Q-values per action dimension."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, D, K = cfg.d_model, cfg.action_dim, cfg.num_bins
+        self.text_in = nn.Linear(cfg.text_dim, d)
+        self.state_in = (
+            nn.Sequential(nn.Linear(cfg.state_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.state_tokens * d))
+            if cfg.state_dim > 0
+            else None
+        )
+        self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
+        self.num_context = 1 + (cfg.state_tokens if cfg.state_dim > 0 else 0)
+        self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
+        self.context_pos = nn.Parameter(torch.zeros(1, self.num_context, d))
+        self.start = nn.Parameter(torch.zeros(1, 1, d))  # stands in for "bin of dimension -1"
+        self.bin_emb = nn.Embedding(D * K, d)  # bin k of dimension i -> row i*K + k
+        self.dim_emb = nn.Parameter(torch.zeros(1, D, d))
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        head: list[nn.Module] = [nn.Linear(d, d)]
+        if cfg.head_layernorm:
+            head.append(nn.LayerNorm(d))
+        head.append(nn.GELU())
+        if cfg.head_dropout > 0:
+            head.append(nn.Dropout(cfg.head_dropout))
+        head.append(nn.Linear(d, K))
+        self.head = nn.Sequential(*head)
+        self.apply(self._init)
+        for p in (self.context_pos, self.start, self.dim_emb):
+            nn.init.normal_(p, std=0.02)
+        # Scaled init of residual projections (GPT-2): keeps the residual stream's scale with depth.
+        for blk in self.blocks:
+            nn.init.normal_(blk.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+            nn.init.normal_(blk.ff[2].weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    # ------------------------------------------------------------------ inputs
+    def check_inputs(
+        self, state: torch.Tensor, instruction_emb: torch.Tensor, images: torch.Tensor | None
+    ) -> None:
+        """Shape checks at the model's entry point; cheap enough to run on every call."""
+        cfg = self.cfg
+        B = instruction_emb.shape[0]
+        if instruction_emb.shape != (B, cfg.text_dim):
+            raise ValueError(
+                f"instruction_emb must be (B, {cfg.text_dim}), got {tuple(instruction_emb.shape)}"
+            )
+        if cfg.state_dim > 0 and tuple(state.shape) != (B, cfg.state_dim):
+            raise ValueError(f"state must be ({B}, {cfg.state_dim}), got {tuple(state.shape)}")
+        if cfg.image_size > 0:
+            want = (B, cfg.num_images, cfg.image_size, cfg.image_size, 3)
+            if images is None or tuple(images.shape) != want:
+                got = None if images is None else tuple(images.shape)
+                raise ValueError(f"images must be {want} uint8, got {got}")
+            if images.dtype != torch.uint8:
+                raise ValueError(f"images must be uint8, got {images.dtype}")
+
+    def encode_context(
+        self, state: torch.Tensor, instruction_emb: torch.Tensor, images: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Context tokens (B, P, d): instruction, state and image tokens with position embeddings."""
+        self.check_inputs(state, instruction_emb, images)
+        B = instruction_emb.shape[0]
+        toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
+        if self.state_in is not None:
+            toks.append(self.state_in(state).view(B, self.cfg.state_tokens, -1))
+        if self.images_in is not None:
+            toks.append(self.images_in(images, instruction_emb))
+        return torch.cat(toks, dim=1) + self.context_pos
+
+    def action_tokens(self, prev_bins: torch.Tensor) -> torch.Tensor:
+        """Tokens for dimensions 0..j given the bins of dimensions 0..j-1: (B, j) -> (B, j+1, d)."""
+        B, j = prev_bins.shape
+        K = self.cfg.num_bins
+        offsets = torch.arange(j, device=prev_bins.device) * K
+        prev = self.bin_emb(prev_bins + offsets)  # (B, j, d)
+        toks = torch.cat([self.start.expand(B, 1, -1), prev], dim=1)
+        return toks + self.dim_emb[:, : j + 1]
+
+    def _mask(self, num_new: int, num_ctx: int, device: torch.device) -> torch.Tensor:
+        """Prefix-causal mask: (L, L) with L = num_ctx + num_new; context is bidirectional."""
+        L = num_ctx + num_new
+        i = torch.arange(L, device=device)
+        return (i[None, :] < num_ctx) | (i[None, :] <= i[:, None])
+
+    def q_values(self, h: torch.Tensor) -> torch.Tensor:
+        q = self.head(self.ln_f(h))
+        return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        state: torch.Tensor,  # (B, S)
+        instruction_emb: torch.Tensor,  # (B, E)
+        prev_bins: torch.Tensor,  # (B, j), 0 <= j <= D-1: bins of dimensions 0..j-1
+        images: torch.Tensor | None = None,  # (B, V, H, W, 3) uint8
+    ) -> torch.Tensor:
+        """Teacher-forced Q-values for dimensions 0..j: (B, j+1, K)."""
+        if prev_bins.ndim != 2 or prev_bins.shape[1] > self.cfg.action_dim - 1:
+            raise ValueError(
+                f"prev_bins must be (B, j) with j <= {self.cfg.action_dim - 1}, got {tuple(prev_bins.shape)}"
+            )
+        ctx = self.encode_context(state, instruction_emb, images)
+        x = torch.cat([ctx, self.action_tokens(prev_bins)], dim=1)
+        mask = self._mask(prev_bins.shape[1] + 1, ctx.shape[1], x.device)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return self.q_values(x[:, ctx.shape[1] :])
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def decode(
+        self,
+        state: torch.Tensor,
+        instruction_emb: torch.Tensor,
+        images: torch.Tensor | None = None,
+        select: BinSelector = greedy_selector,
+        use_cache: bool = True,
+        bin_limits: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Choose bins dimension by dimension. Returns (bins (B, D) int64, Q-values (B, D, K)).
+
+        ``select`` picks each dimension's bin (greedy by default; exploration only when passed in).
+        ``bin_limits`` = (low, high) int tensors (B, D): bins outside [low, high] are never chosen
+        (cautious exploration restricts the action range this way). ``use_cache=False`` re-runs the
+        whole sequence for every dimension (the reference the cached decode must match exactly).
+        """
+        D = self.cfg.action_dim
+        B = instruction_emb.shape[0]
+        bins = torch.zeros(B, D, dtype=torch.long, device=instruction_emb.device)
+        qs = []
+
+        def choose(q: torch.Tensor, i: int) -> torch.Tensor:
+            if bin_limits is not None:
+                k = torch.arange(q.shape[-1], device=q.device)
+                ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
+                q = q.masked_fill(~ok, float("-inf"))
+            return select(q, i)
+
+        if not use_cache:
+            for i in range(D):
+                q = self.forward(state, instruction_emb, bins[:, :i], images)[:, -1]  # (B, K)
+                bins[:, i] = choose(q, i)
+                qs.append(q)
+            return bins, torch.stack(qs, dim=1)
+
+        ctx = self.encode_context(state, instruction_emb, images)
+        P = ctx.shape[1]
+        d, h = self.cfg.d_model, self.cfg.n_heads
+        caches = [
+            (ctx.new_empty(B, h, P + D, d // h), ctx.new_empty(B, h, P + D, d // h)) for _ in self.blocks
+        ]
+        x = torch.cat([ctx, self.start.expand(B, 1, -1) + self.dim_emb[:, :1]], dim=1)  # (B, P+1, d)
+        mask = self._mask(1, P, x.device)
+        filled = 0
+        for i in range(D):
+            for blk, (kb, vb) in zip(self.blocks, caches):
+                x = blk(x, mask, (kb, vb, filled))
+            filled += x.shape[1]
+            q = self.q_values(x[:, -1])  # (B, K)
+            bins[:, i] = choose(q, i)
+            qs.append(q)
+            if i + 1 < D:
+                x = (self.bin_emb(bins[:, i] + i * self.cfg.num_bins) + self.dim_emb[:, i + 1])[
+                    :, None
+                ]  # (B, 1, d)
+                mask = None  # one new token attends to every cached one
+        return bins, torch.stack(qs, dim=1)
