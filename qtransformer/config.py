@@ -90,6 +90,30 @@ class ModelConfig:
         return cls(**d)
 
 
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # Fast enough to pretrain and fine-tune on 2 CPU cores in minutes.
+    "small": dict(d_model=128, n_layers=2, n_heads=4),
+    # Comparable with the public q-transformer package: about 9M parameters with 2 x 64x64 images.
+    "reference": dict(
+        d_model=256,
+        n_layers=10,
+        n_heads=8,
+        state_dim=32,
+        action_dim=8,
+        num_bins=256,
+        image_size=64,
+        num_images=2,
+    ),
+}
+
+
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
+    """A named model size with field overrides, e.g. ``model_preset("reference", image_size=0)``."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
+    return ModelConfig(**{**MODEL_PRESETS[name], **overrides})
+
+
 @dataclass
 class LossConfig:
     """Conservative Q-learning loss of Q-Transformer (Chebotar et al. 2023, §4)."""
@@ -127,8 +151,8 @@ class OptimConfig:
     """Linear warm-up steps."""
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     """Schedule after warm-up."""
-    total_steps: int = 1000
-    """Length of the schedule (cosine decays to 10% of ``lr`` by then)."""
+    total_steps: int = 0
+    """Length of the schedule (cosine decays to 10% of ``lr`` by then); 0 = the run's number of steps."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm; 0 disables."""
     grad_accum_steps: int = 1
@@ -142,7 +166,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(self.warmup_steps >= 0 and self.total_steps >= 1, "warmup_steps >= 0 and total_steps >= 1")
+        _check(self.warmup_steps >= 0 and self.total_steps >= 0, "warmup_steps and total_steps must be >= 0")
         _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         _check(self.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")

@@ -37,6 +37,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then constant or cosine decay to 10% of the peak by ``total_steps``."""
+    if cfg.lr_schedule == "cosine" and cfg.total_steps < 1:
+        raise ValueError("a cosine schedule needs total_steps >= 1 (set it to the run's number of steps)")
 
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:

@@ -1,0 +1,81 @@
+"""Throughput of one full learner step on the reference config (forward, loss with target network,
+backward, AdamW, target update), batch 32, through the same ``train_step`` that pretraining uses.
+
+    python scripts/bench_train.py [--steps 10] [--threads 2] [--batch 32]
+
+Prints {"params", "samples_per_s", "step_ms"} last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from accelerate import Accelerator
+
+from qtransformer.batch import Batch
+from qtransformer.config import LossConfig, OptimConfig, TrainConfig, model_preset
+from qtransformer.learning import build_optimizer, build_scheduler, make_target, train_step
+from qtransformer.model import QTransformer
+from scripts.bench_common import machine, pin_threads, report
+
+
+def synthetic_batch(cfg, B: int, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    img = lambda: torch.randint(  # noqa: E731
+        0, 256, (B, cfg.num_images, cfg.image_size, cfg.image_size, 3), generator=g, dtype=torch.uint8
+    )
+    return Batch(
+        state=torch.randn(B, cfg.state_dim, generator=g),
+        instruction_emb=torch.nn.functional.normalize(torch.randn(B, cfg.text_dim, generator=g), dim=-1),
+        action_bins=torch.randint(0, cfg.num_bins, (B, cfg.action_dim), generator=g),
+        rewards=(torch.rand(B, 3, generator=g) > 0.9).float(),
+        nstep=torch.full((B,), 3.0),
+        bootstrap=torch.ones(B),
+        next_state=torch.randn(B, cfg.state_dim, generator=g),
+        mc_return=torch.rand(B, generator=g),
+        images=img() if cfg.image_size else None,
+        next_images=img() if cfg.image_size else None,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    args = ap.parse_args()
+    pin_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=model_preset("reference"), loss=LossConfig(), optim=OptimConfig(warmup_steps=0, lr_schedule="constant"))
+    acc = Accelerator(cpu=True)
+    model = QTransformer(cfg.model)
+    target = make_target(model)
+    opt = build_optimizer(model, cfg.optim)
+    sched = build_scheduler(opt, cfg.optim)
+    model, opt = acc.prepare(model, opt)
+    batch = synthetic_batch(cfg.model, args.batch)
+    for i in range(3):
+        train_step(model, target, opt, batch, cfg, acc, sched, i)
+    times = []
+    for i in range(args.steps):
+        t0 = time.perf_counter()
+        terms, _ = train_step(model, target, opt, batch, cfg, acc, sched, i)
+        terms["loss"].item()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    step = times[len(times) // 2]
+    report(
+        {
+            "params": sum(p.numel() for p in model.parameters()),
+            "samples_per_s": round(args.batch / step, 1),
+            "step_ms": round(step * 1e3, 1),
+            "batch": args.batch,
+            "machine": machine(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

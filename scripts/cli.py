@@ -1,0 +1,76 @@
+"""``qt``: the one command-line entry point. ``qt <command> --help`` lists every field with its doc.
+
+Each command is an arguments dataclass plus a ``run`` function in its own package; the module is
+imported only when its command runs, so ``qt serve`` never imports training code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+# name -> (module, arguments dataclass, run function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "datagen": (
+        "pretrain.datagen",
+        "DatagenArgs",
+        "run_datagen",
+        "generate a multi-task episode dataset from the scripted experts",
+    ),
+    "pretrain": (
+        "pretrain.train",
+        "PretrainArgs",
+        "run_pretrain",
+        "offline pretraining with conservative Q-learning (Accelerate)",
+    ),
+    "evaluate": (
+        "pretrain.evaluate",
+        "EvalArgs",
+        "run_evaluate",
+        "roll out a checkpoint's greedy policy and report success per task",
+    ),
+    "finetune": ("finetune.train", "FinetuneArgs", "run_finetune", "online fine-tuning on a new instruction"),
+    "serve": (
+        "qtransformer.serving.server",
+        "ServeArgs",
+        "run_serve",
+        "serve a checkpoint to robots over websockets",
+    ),
+    "demo": (
+        "scripts.demo",
+        "DemoArgs",
+        "run_demo",
+        "datagen -> pretrain -> evaluate -> fine-tune -> evaluate, with a report",
+    ),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: qt <command> [--help] [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, _, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    import tyro
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return None
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"qt: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module_name, args_name, run_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    args_cls = getattr(module, args_name)
+    args = tyro.cli(
+        args_cls, args=rest, prog=f"qt {name}", description=help_, config=(tyro.conf.FlagConversionOff,)
+    )
+    return getattr(module, run_name)(args)
+
+
+if __name__ == "__main__":
+    main()

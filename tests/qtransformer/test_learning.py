@@ -1,0 +1,81 @@
+import torch
+from accelerate import Accelerator
+
+from qtransformer.config import LossConfig, OptimConfig, TrainConfig
+from qtransformer.learning import build_optimizer, build_scheduler, make_target, train_step, update_target
+from qtransformer.model import QTransformer
+
+from .helpers import random_batch, tiny_config
+
+
+def _learner(optim: OptimConfig, loss: LossConfig | None = None):
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=tiny_config(), loss=loss or LossConfig(), optim=optim)
+    acc = Accelerator(cpu=True)
+    model = QTransformer(cfg.model)
+    target = make_target(model)
+    opt = build_optimizer(model, cfg.optim)
+    sched = build_scheduler(opt, cfg.optim)
+    model, opt = acc.prepare(model, opt)
+    return cfg, acc, model, target, opt, sched
+
+
+def test_train_step_reduces_loss_on_a_fixed_batch_and_moves_the_target():
+    cfg, acc, model, target, opt, sched = _learner(OptimConfig(lr=1e-3, warmup_steps=0, tau=0.05, total_steps=100))
+    batch = random_batch(cfg.model, B=8)
+    before = [p.clone() for p in target.parameters()]
+    losses = []
+    for step in range(60):
+        terms, stepped = train_step(model, target, opt, batch, cfg, acc, sched, step)
+        assert stepped
+        losses.append(terms["loss"].item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, target.parameters()))
+    assert all(p.grad is None for p in target.parameters())
+    assert sched.last_epoch == 60
+
+
+def test_gradient_accumulation_steps_only_on_sync():
+    cfg, acc, model, target, opt, sched = _learner(OptimConfig(grad_accum_steps=2, warmup_steps=0, lr_schedule="constant"))
+    acc.gradient_accumulation_steps = 2
+    batch = random_batch(cfg.model, B=4)
+    w0 = next(model.parameters()).clone()
+    _, s1 = train_step(model, target, opt, batch, cfg, acc, sched, 0)
+    assert not s1 and torch.equal(w0, next(model.parameters()))
+    _, s2 = train_step(model, target, opt, batch, cfg, acc, sched, 0)
+    assert s2 and not torch.equal(w0, next(model.parameters()))
+
+
+def test_polyak_and_copy_updates():
+    a, b = QTransformer(tiny_config()), QTransformer(tiny_config())
+    pa, pb = next(a.parameters()), next(b.parameters())
+    expected = pb.detach() + 0.25 * (pa.detach() - pb.detach())
+    update_target(a, b, OptimConfig(target_update="polyak", tau=0.25), 1)
+    torch.testing.assert_close(pb, expected)
+    copy_cfg = OptimConfig(target_update="copy", target_period=3)
+    update_target(a, b, copy_cfg, 2)
+    assert not torch.equal(pa, pb)
+    update_target(a, b, copy_cfg, 3)
+    assert torch.equal(pa, pb)
+
+
+def test_schedule_warms_up_then_decays():
+    model = QTransformer(tiny_config())
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, total_steps=110, lr_schedule="cosine")
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(110):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[9] <= 1.0
+    assert abs(lrs[10] - 1.0) < 1e-6 and abs(opt.param_groups[0]["lr"] - 0.1) < 1e-6
+
+
+def test_weight_decay_skips_norms_and_embeddings():
+    model = QTransformer(tiny_config())
+    opt = build_optimizer(model, OptimConfig(weight_decay=0.1))
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert id(model.bin_emb.weight) not in decayed and id(model.ln_f.weight) not in decayed
+    assert id(model.blocks[0].qkv.weight) in decayed

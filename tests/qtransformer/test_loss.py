@@ -1,0 +1,133 @@
+"""Every loss term computed by hand on tiny tensors; gradient isolation of target and terms."""
+
+import pytest
+import torch
+
+from qtransformer.config import LossConfig
+from qtransformer.loss import qtransformer_loss, td_targets
+from qtransformer.model import QTransformer
+
+from .helpers import TableQ, random_batch, tiny_config
+
+
+def _setup(B=2, D=3, K=4, N=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cfg = tiny_config(action_dim=D, num_bins=K)
+    batch = random_batch(cfg, B=B, N=N, seed=seed)
+    q_online = torch.rand(B, D, K, generator=g)
+    q_target = torch.rand(B, D, K, generator=g)
+    q_target_next = torch.rand(B, D, K, generator=g)
+    online = TableQ(q_online)
+    target = TableQ(q_target, q_target_next, batch.next_state)
+    return batch, online, target, q_online, q_target, q_target_next
+
+
+def test_targets_and_terms_by_hand():
+    batch, online, target, qo, qt, qn = _setup()
+    batch.rewards = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    batch.nstep = torch.tensor([2.0, 1.0])
+    batch.bootstrap = torch.tensor([1.0, 1.0])
+    batch.mc_return = torch.tensor([0.0, 0.0])
+    cfg = LossConfig(gamma=0.9, alpha=0.5, use_mc_bound=False)
+    loss, terms = qtransformer_loss(online, target, batch, cfg)
+    B, D, K = qo.shape
+    a = batch.action_bins
+    y = torch.zeros(B, D)
+    for b in range(B):
+        for i in range(D - 1):
+            y[b, i] = qt[b, i + 1].max()
+        R = sum(0.9**k * batch.rewards[b, k] for k in range(2))
+        y[b, D - 1] = R + 0.9 ** batch.nstep[b] * qn[b, 0].max()
+    taken = torch.stack([torch.stack([qo[b, i, a[b, i]] for i in range(D)]) for b in range(B)])
+    td = 0.5 * ((taken - y) ** 2).mean()
+    cons = 0
+    for b in range(B):
+        for i in range(D):
+            cons += sum(qo[b, i, k] ** 2 for k in range(K) if k != a[b, i]) / (K - 1)
+    cons = 0.5 * cons / (B * D)
+    torch.testing.assert_close(terms["td"], td)
+    torch.testing.assert_close(terms["conservative"], cons)
+    torch.testing.assert_close(loss, td + 0.5 * cons)
+    assert terms["mc_bound_active_fraction"] == 0
+
+
+def test_reward_changes_only_the_last_dimension_target():
+    batch, _, target, *_ = _setup()
+    cfg = LossConfig(use_mc_bound=False)
+    y0, _ = td_targets(target, batch, cfg)
+    batch.rewards = batch.rewards + torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    y1, _ = td_targets(target, batch, cfg)
+    assert torch.allclose(y0[:, :-1], y1[:, :-1])
+    assert torch.isclose(y1[0, -1] - y0[0, -1], torch.tensor(1.0))
+    assert torch.isclose(y1[1, -1], y0[1, -1])
+
+
+def test_terminal_masks_bootstrap():
+    batch, _, target, *_ = _setup()
+    batch.rewards = torch.zeros_like(batch.rewards)
+    batch.bootstrap = torch.tensor([0.0, 1.0])
+    y, _ = td_targets(target, batch, LossConfig(use_mc_bound=False))
+    assert y[0, -1] == 0.0
+    assert y[1, -1] > 0.0
+
+
+def test_mc_bound_lifts_targets_per_sample():
+    batch, _, target, *_ = _setup()
+    batch.mc_return = torch.tensor([5.0, -1.0])
+    y, active = td_targets(target, batch, LossConfig(use_mc_bound=True))
+    assert torch.all(y[0] == 5.0) and torch.all(active[0])
+    assert not active[1].any() and torch.all(y[1] < 5.0)
+
+
+def test_conservative_gradient_touches_only_bins_not_taken():
+    batch, online, target, *_ = _setup()
+    grads = []
+    for alpha in (0.0, 1.0):
+        online.table.grad = None
+        loss, _ = qtransformer_loss(online, target, batch, LossConfig(alpha=alpha))
+        loss.backward()
+        grads.append(online.table.grad.clone())
+    cons_grad = grads[1] - grads[0]  # the regulariser's own gradient
+    a = batch.action_bins[..., None]
+    assert torch.all(cons_grad.gather(-1, a) == 0)
+    assert torch.all(cons_grad.scatter(-1, a, 1.0) > 0)  # pushes every other bin down toward min_return = 0
+
+
+def test_td_gradient_touches_only_taken_bins_and_never_the_target():
+    batch, online, target, *_ = _setup()
+    loss, _ = qtransformer_loss(online, target, batch, LossConfig(use_conservative=False))
+    loss.backward()
+    a = batch.action_bins
+    g = online.table.grad
+    assert torch.all(g.scatter(-1, a[..., None], 0.0) == 0)
+    assert g.abs().sum() > 0
+    assert target.table.grad is None
+
+
+def test_real_network_target_gets_no_gradient():
+    cfg = tiny_config(image_size=16, num_images=2, conv_channels=(8, 8))
+    online, target = QTransformer(cfg), QTransformer(cfg)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    batch = random_batch(cfg, B=3)
+    loss, terms = qtransformer_loss(online, target, batch, LossConfig())
+    loss.backward()
+    assert all(p.grad is None for p in target.parameters())
+    assert sum(p.grad.abs().sum() for p in online.parameters() if p.grad is not None) > 0
+    assert set(terms) >= {"td", "conservative", "mc_bound_active_fraction", "q_mean"}
+
+
+def test_behavior_cloning_is_cross_entropy_on_dataset_bins():
+    batch, online, _, qo, *_ = _setup()
+    loss, terms = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True))
+    expected = torch.nn.functional.cross_entropy(qo.flatten(0, 1), batch.action_bins.flatten())
+    torch.testing.assert_close(loss, expected)
+
+
+def test_loss_rejects_bad_batches():
+    batch, online, target, *_ = _setup()
+    batch.mc_return = torch.zeros(5)
+    with pytest.raises(ValueError, match="mc_return"):
+        qtransformer_loss(online, target, batch, LossConfig())
+    with pytest.raises(ValueError, match="target model"):
+        qtransformer_loss(online, None, _setup()[0], LossConfig())

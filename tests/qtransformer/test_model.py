@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from qtransformer.exploration import Boltzmann, EpsilonGreedy
+from qtransformer.model import QTransformer
+
+from .helpers import tiny_config
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("images", [False, True])
+def test_cached_decode_equals_naive_decode(seed, images):
+    torch.manual_seed(seed)
+    kw = dict(image_size=16, num_images=2, conv_channels=(8, 16)) if images else {}
+    cfg = tiny_config(action_dim=6, num_bins=32, **kw)
+    model = QTransformer(cfg).eval()
+    with torch.no_grad():  # sharpen the Q-values so the argmax is not decided by float noise alone
+        model.head[-1].weight.mul_(50)
+    B = 7
+    state, emb = torch.randn(B, cfg.state_dim), torch.randn(B, cfg.text_dim)
+    img = torch.randint(0, 256, (B, 2, 16, 16, 3), dtype=torch.uint8) if images else None
+    b1, q1 = model.decode(state, emb, img, use_cache=True)
+    b2, q2 = model.decode(state, emb, img, use_cache=False)
+    assert torch.equal(b1, b2)
+    torch.testing.assert_close(q1, q2, atol=1e-5, rtol=1e-5)
+    # The teacher-forced pass on the decoded bins reproduces the decode's Q-values.
+    torch.testing.assert_close(model(state, emb, b1[:, :-1], img), q1, atol=1e-5, rtol=1e-5)
+    assert torch.equal(b1, q1.argmax(-1))
+
+
+def test_dimension_i_depends_only_on_earlier_bins():
+    torch.manual_seed(0)
+    cfg = tiny_config(action_dim=4)
+    model = QTransformer(cfg).eval()
+    state, emb = torch.randn(2, cfg.state_dim), torch.randn(2, cfg.text_dim)
+    bins = torch.randint(0, cfg.num_bins, (2, 3))
+    q = model(state, emb, bins)
+    changed = bins.clone()
+    changed[:, 2] = (changed[:, 2] + 1) % cfg.num_bins
+    q2 = model(state, emb, changed)
+    torch.testing.assert_close(q[:, :3], q2[:, :3])  # dims 0..2 never see bin 2
+    assert not torch.allclose(q[:, 3], q2[:, 3])  # dim 3 does
+
+
+def test_q_values_are_bounded_by_sigmoid_and_instruction_matters():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = QTransformer(cfg).eval()
+    state = torch.randn(1, cfg.state_dim).repeat(2, 1)
+    emb = torch.randn(2, cfg.text_dim)
+    q = model(state, emb, torch.zeros(2, 2, dtype=torch.long))
+    assert q.min() >= 0 and q.max() <= 1
+    assert not torch.allclose(q[0], q[1])
+
+
+def test_bin_limits_are_respected():
+    torch.manual_seed(0)
+    cfg = tiny_config(action_dim=3, num_bins=16)
+    model = QTransformer(cfg).eval()
+    state, emb = torch.randn(5, cfg.state_dim), torch.randn(5, cfg.text_dim)
+    low = torch.full((5, 3), 6)
+    high = torch.full((5, 3), 8)
+    for select in (None, EpsilonGreedy(1.0), Boltzmann(10.0)):
+        kw = {} if select is None else {"select": select}
+        bins, _ = model.decode(state, emb, bin_limits=(low, high), **kw)
+        assert bins.min() >= 6 and bins.max() <= 8
+
+
+def test_exploration_only_when_asked():
+    torch.manual_seed(0)
+    cfg = tiny_config(num_bins=64)
+    model = QTransformer(cfg).eval()
+    state, emb = torch.randn(32, cfg.state_dim), torch.randn(32, cfg.text_dim)
+    greedy1, _ = model.decode(state, emb)
+    greedy2, _ = model.decode(state, emb)
+    assert torch.equal(greedy1, greedy2)
+    explored, _ = model.decode(state, emb, select=EpsilonGreedy(1.0, torch.Generator().manual_seed(0)))
+    assert not torch.equal(explored, greedy1)
+
+
+def test_bad_inputs_name_the_problem():
+    cfg = tiny_config(image_size=16, conv_channels=(8,))
+    model = QTransformer(cfg)
+    emb = torch.randn(2, cfg.text_dim)
+    with pytest.raises(ValueError, match="state must be"):
+        model(torch.randn(2, 99), emb, torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 1, 16, 16, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="images must be"):
+        model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="uint8"):
+        model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 1, 16, 16, 3))
+    with pytest.raises(ValueError, match="prev_bins"):
+        model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="must divide"):
+        tiny_config(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="num_bins"):
+        tiny_config(num_bins=1)
