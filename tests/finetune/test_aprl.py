@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from finetune.aprl import AprlConfig, CautiousRange
+from qtransformer.bins import ActionBins
+
+
+def _range(**kw):
+    return CautiousRange(AprlConfig(**kw), ActionBins([-1, -1], [1, 1], 256), state_dim=3)
+
+
+def test_range_widens_when_confident_and_shrinks_only_dims_that_pushed_their_limit():
+    cr = _range(initial_scale=0.5, grow=0.1, shrink=0.2)
+    cr.adapt(error_ratio=0.5, near_limit=np.array([False, False]))
+    np.testing.assert_allclose(cr.scale, [0.55, 0.55])
+    cr.adapt(error_ratio=10.0, near_limit=np.array([True, False]))
+    np.testing.assert_allclose(cr.scale, [0.44, 0.55])
+    cr.adapt(error_ratio=2.0, near_limit=np.array([True, True]))  # in between: hold
+    np.testing.assert_allclose(cr.scale, [0.44, 0.55])
+    for _ in range(100):
+        cr.adapt(0.1, np.array([False, False]))
+    np.testing.assert_allclose(cr.scale, [1.0, 1.0])
+    for _ in range(100):
+        cr.adapt(100.0, np.array([True, True]))
+    np.testing.assert_allclose(cr.scale, [0.1, 0.1])
+
+
+def test_bin_limits_follow_the_range():
+    cr = _range(initial_scale=0.5)
+    lo, hi = cr.bin_limits(batch=2)
+    assert lo.shape == (2, 2) and np.all(lo == 64) and np.all(hi == 192)
+    assert np.all(_range(enabled=False).bin_limits()[0] == 0)
+
+
+def test_dynamics_error_drives_the_range_on_synthetic_data():
+    """Learned linear dynamics: familiar transitions keep errors low (range grows); a change in the
+    dynamics while pushing dimension 0 to its limit raises the error and shrinks dimension 0 only."""
+    rng = np.random.default_rng(0)
+    cr = _range(initial_scale=0.5, window=20)
+    A = rng.normal(size=(2, 3)) * 0.1
+
+    def transition(a, broken=False):
+        s = rng.normal(size=3).astype(np.float32)
+        s2 = s + a @ A + (3.0 * a[0] if broken else 0.0)
+        return s, a.astype(np.float32), s2.astype(np.float32)
+
+    for _ in range(500):
+        cr.observe(*transition(rng.uniform(-0.5, 0.5, 2)))
+    cr.train(iters=300)
+    for _ in range(20):
+        cr.observe(*transition(rng.uniform(-0.3, 0.3, 2)))
+    assert cr.error_ratio() < cr.cfg.low_error
+    before = cr.scale.copy()
+    cr.step()
+    assert np.all(cr.scale > before)
+    for _ in range(20):
+        cr.observe(*transition(np.array([0.95 * cr.scale[0], 0.0]), broken=True))
+    assert cr.error_ratio() > cr.cfg.high_error
+    before = cr.scale.copy()
+    cr.step()
+    assert cr.scale[0] < before[0] and cr.scale[1] == before[1]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="min_scale"):
+        AprlConfig(min_scale=0.5, initial_scale=0.2)
