@@ -55,7 +55,9 @@ class PretrainArgs:
     num_frames: int = 1
     """Camera frames of history per observation (the model's num_images)."""
     image_size: int | None = None
-    """Train on camera images of this size if the dataset has them; None = state-only."""
+    """Train on the dataset's camera images (which must have this size); None = state-only."""
+    action_bounds: tuple[float, float] = (-1.0, 1.0)
+    """The action Box every dimension lies in (the envs use [-1, 1]); actions are binned inside it."""
     shuffle_buffer: int = 20_000
     """Transitions held in the streaming shuffle buffer per process."""
     success_only: bool = False
@@ -118,19 +120,37 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def dataset_meta(root: str) -> dict[str, Any]:
+    """What the model shape and evaluation need from a dataset's ``meta/``."""
+    from pretrain.dataset import DatasetMeta
+
+    m = DatasetMeta.load(root)
+    env_names = sorted({e.env for e in m.episodes if e.env})
+    return {
+        "state_dim": m.state_dim,
+        "action_dim": m.action_dim,
+        "cameras": m.cameras,
+        "image_shapes": {c: m.image_shape(c) for c in m.cameras},
+        "env": env_names[0] if len(env_names) == 1 else None,
+        "transitions": m.total_frames,
+    }
+
+
 def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
     """The model shape follows the dataset; everything else comes from the arguments."""
     image_size = args.image_size or 0
-    if image_size and not meta.get("image_keys"):
-        raise ValueError(
-            f"--image-size {image_size} asked for, but the dataset {args.dataset} has no camera images"
-        )
+    if image_size:
+        if not meta["cameras"]:
+            raise ValueError(f"--image-size {image_size} asked for, but the dataset {args.dataset} has no camera images")
+        for cam, shape in meta["image_shapes"].items():
+            if shape[:2] != (image_size, image_size):
+                raise ValueError(f"camera {cam!r} of {args.dataset} has images {shape}, not {image_size}x{image_size}")
     model = dataclasses.replace(
         args.model,
         state_dim=meta["state_dim"],
         action_dim=meta["action_dim"],
         image_size=image_size,
-        num_images=args.num_frames if image_size else 1,
+        num_images=args.num_frames * max(1, len(meta["cameras"])) if image_size else 1,
     )
     optim = args.optim
     if optim.total_steps == 0:
@@ -144,7 +164,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
 
-    from pretrain.loader import OfflineLoader, dataset_meta
+    from pretrain.loader import EpisodeFilter, OfflineLoader
 
     out = Path(args.out)
     ckpt_dir = out / "checkpoints"
@@ -174,19 +194,20 @@ def run_pretrain(args: PretrainArgs) -> Path:
     if target is not None:
         acc.register_for_checkpointing(target)
     encoder = TextEncoder(args.encoder)
-    bins = ActionBins(meta["action_low"], meta["action_high"], cfg.model.num_bins)
+    lo, hi = args.action_bounds
+    bins = ActionBins([lo] * cfg.model.action_dim, [hi] * cfg.model.action_dim, cfg.model.num_bins)
     loader = OfflineLoader(
         args.dataset,
-        batch_size=args.batch_size,
+        args.batch_size,
         gamma=cfg.loss.gamma,
         n_step=cfg.loss.n_step,
         rank=acc.process_index,
         world_size=acc.num_processes,
         seed=args.seed,
         shuffle_buffer=args.shuffle_buffer,
-        num_frames=args.num_frames,
-        load_images=cfg.model.image_size > 0,
-        success_only=args.success_only,
+        frame_history=args.num_frames,
+        cameras=meta["cameras"] if cfg.model.image_size else [],
+        episode_filter=EpisodeFilter(success_only=True) if args.success_only else None,
     )
     if args.resume and (last := latest_checkpoint(ckpt_dir)) is not None:
         acc.load_state(str(last))

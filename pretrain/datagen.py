@@ -1,0 +1,383 @@
+"""``qt datagen``: roll out scripted experts in the MuJoCo tasks and write an offline dataset.
+
+Why a quality mixture: conservative Q-learning needs to see good, mediocre and bad actions to rank them
+(Q-Transformer §5 trains on demonstrations plus failed autonomous episodes); the ``expert``/``noisy``/
+``failed`` tags let the BC baseline and fine-tuning pick their subsets with ``EpisodeFilter``.
+
+How it runs: the episodes are cut into shards of ``episodes_per_file``. Each shard is one job with its own
+seeds (derived from ``seed`` and the shard number only, so any worker count gives the same data) and is
+written as a small complete dataset under ``<out>/.shards/shard-XXXXX``; its ``meta/info.json``, written
+last, marks it complete. A killed run re-run with the same arguments skips complete shards. When all
+shards exist they are merged, one shard per data file, into ``<out>`` with global episode/frame indices,
+one tasks table and merged stats; ``<out>/meta/info.json`` is written last, then the shards are removed.
+Episodes cover the TRAINING tasks and paraphrases only (held-out ones stay unseen for evaluation).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing as mp
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pretrain.dataset import (
+    EPISODE_INDEX,
+    INDEX,
+    INFO_PATH,
+    STATS_KEYS,
+    TASK_INDEX,
+    DatasetMeta,
+    DatasetWriter,
+    Episode,
+    RunningStats,
+    episodes_table,
+    tasks_table,
+    write_json,
+    write_parquet,
+)
+
+CAMERA = "main"
+"""Camera name of the environments' single RGB view (column ``observation.images.main``)."""
+
+# episodes (or minimum transitions), episodes per file, image side
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"episodes": 6, "episodes_per_file": 2, "max_episode_steps": 30},  # tests: seconds
+    "small": {"episodes": 300, "episodes_per_file": 25},  # the demo: minutes on 2 cores
+    "large": {"transitions": 1_000_000, "episodes_per_file": 250},  # >= 1M transitions: hours
+}
+
+
+@dataclass
+class DatagenArgs:
+    """Arguments of ``qt datagen``."""
+
+    env: Literal["garbage_sort", "navigate"] = "garbage_sort"
+    """Environment to collect in."""
+    out: Path = Path("runs/data/garbage_sort")
+    """Dataset directory (created; re-running with the same arguments resumes or returns at once)."""
+    preset: Literal["tiny", "small", "large"] = "small"
+    """Size: tiny (6 episodes, tests), small (300 episodes, the demo), large (>= 1,000,000 transitions)."""
+    episodes: int | None = None
+    """Number of episodes; overrides the preset."""
+    transitions: int | None = None
+    """Generate shards until at least this many frames exist; overrides the preset (and ``episodes``)."""
+    episodes_per_file: int | None = None
+    """Episodes per shard and data file; default from the preset. Memory of the loader scales with it."""
+    workers: int = 2
+    """Parallel processes; 1 runs in this process (easiest to debug)."""
+    image_size: int = 0
+    """Side of the RGB camera image; 0 collects a state-only dataset."""
+    max_episode_steps: int | None = None
+    """Time limit per episode; None keeps the environment's (the tiny preset shortens it)."""
+    expert_frac: float = 0.5
+    """Share of episodes by the noise-free expert (``quality="expert"``)."""
+    noisy_frac: float = 0.3
+    """Share by the expert with Gaussian action noise and random actions (``quality="noisy"``)."""
+    failed_frac: float = 0.2
+    """Share by the expert told to fail (``quality="failed"``): negatives for the conservative loss."""
+    noise: float = 0.3
+    """Std of the Gaussian action noise of noisy episodes."""
+    epsilon: float = 0.2
+    """Probability of a uniformly random action per step in noisy episodes."""
+    fps: int = 10
+    """Control frequency recorded in ``info.json`` (timestamps = frame_index / fps)."""
+    seed: int = 0
+    """Root seed; shard k, episode i always gets the same seeds."""
+    overwrite: bool = False
+    """Delete an existing dataset at ``out`` first instead of resuming."""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        fracs = (self.expert_frac, self.noisy_frac, self.failed_frac)
+        if min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
+            raise ValueError(f"expert/noisy/failed fractions must be >= 0 and sum to 1, got {fracs}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.image_size < 0:
+            raise ValueError(f"image_size must be >= 0, got {self.image_size}")
+        for name in ("episodes", "transitions", "episodes_per_file", "max_episode_steps"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 when given, got {v}")
+
+    def plan(self) -> dict[str, Any]:
+        """The effective sizes: the preset with explicit fields applied on top."""
+        p = dict(PRESETS[self.preset])
+        if self.episodes is not None:
+            p["episodes"] = self.episodes
+            p.pop("transitions", None)
+        if self.transitions is not None:
+            p["transitions"] = self.transitions
+            p.pop("episodes", None)
+        if self.episodes_per_file is not None:
+            p["episodes_per_file"] = self.episodes_per_file
+        if self.max_episode_steps is not None:
+            p["max_episode_steps"] = self.max_episode_steps
+        p.setdefault("max_episode_steps", None)
+        return p
+
+
+def quality_of(global_episode: int, args: DatagenArgs) -> str:
+    """Quality by a low-discrepancy sequence: every prefix of the dataset follows the fractions closely."""
+    u = (global_episode * 0.6180339887498949 + 0.5) % 1.0
+    if u < args.expert_frac:
+        return "expert"
+    return "noisy" if u < args.expert_frac + args.noisy_frac else "failed"
+
+
+@dataclass
+class _Shard:
+    index: int
+    episodes: int
+    args: DatagenArgs
+    max_episode_steps: int | None
+    env_module: str
+
+    @property
+    def root(self) -> Path:
+        return shard_root(self.args.out, self.index)
+
+
+def shard_root(out: Path, index: int) -> Path:
+    return out / ".shards" / f"shard-{index:05d}"
+
+
+def _shard_done(root: Path) -> bool:
+    return (root / INFO_PATH).exists()
+
+
+def _rollout(env: Any, expert: Any, seed: int, env_name: str, quality: str) -> Episode:
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    states, actions, rewards, images = [], [], [], []
+    instruction = obs["instruction"]
+    task_id = str(info.get("task", ""))
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = np.asarray(expert.act(obs), dtype=np.float32)
+        states.append(np.asarray(obs["state"], np.float32))
+        if "image" in obs:
+            images.append(np.asarray(obs["image"], np.uint8))
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(float(reward))
+        task_id = str(info.get("task", task_id))
+    return Episode(
+        state=np.stack(states),
+        action=np.stack(actions),
+        reward=np.asarray(rewards, np.float32),
+        instruction=instruction,
+        terminated=bool(terminated),
+        images={CAMERA: np.stack(images)} if images else {},
+        success=bool(info.get("is_success", False)),
+        quality=quality,
+        env=env_name,
+        task_id=task_id,
+        paraphrase_split="train",
+    )
+
+
+def _generate_shard(job: _Shard) -> tuple[int, int]:
+    """Roll out one shard and write it as a complete small dataset; returns (shard index, frames)."""
+    if _shard_done(job.root):
+        return job.index, DatasetMeta.load(job.root).total_frames
+    if job.root.exists():
+        shutil.rmtree(job.root)  # a killed earlier attempt: start the shard over
+    envs = importlib.import_module(job.env_module)
+    args = job.args
+    kwargs: dict[str, Any] = {"image_size": args.image_size, "tasks": "train", "paraphrases": "train"}
+    if job.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = job.max_episode_steps
+    env = envs.make_env(args.env, **kwargs)
+    settings = {
+        "expert": {},
+        "noisy": {"noise": args.noise, "epsilon": args.epsilon},
+        "failed": {"fail_prob": 1.0},
+    }
+    try:
+        with DatasetWriter(job.root, fps=args.fps, episodes_per_file=job.episodes) as w:
+            for i in range(job.episodes):
+                ep_seed, expert_seed = np.random.SeedSequence([args.seed, job.index, i]).generate_state(2)
+                quality = quality_of(job.index * _episodes_per_file(args) + i, args)
+                expert = envs.make_expert(env, seed=int(expert_seed), **settings[quality])
+                w.add_episode(_rollout(env, expert, int(ep_seed), args.env, quality))
+    finally:
+        env.close()
+    return job.index, DatasetMeta.load(job.root).total_frames
+
+
+def _episodes_per_file(args: DatagenArgs) -> int:
+    return int(args.plan()["episodes_per_file"])
+
+
+def _jobs(
+    args: DatagenArgs, start: int, count: int, env_module: str, total_episodes: int | None
+) -> list[_Shard]:
+    plan = args.plan()
+    epf = int(plan["episodes_per_file"])
+    jobs = []
+    for k in range(start, start + count):
+        n = epf if total_episodes is None else min(epf, total_episodes - k * epf)
+        if n <= 0:
+            break
+        jobs.append(_Shard(k, n, args, plan["max_episode_steps"], env_module))
+    return jobs
+
+
+def _run_jobs(jobs: list[_Shard], workers: int) -> dict[int, int]:
+    if workers == 1 or len(jobs) <= 1:
+        return dict(_generate_shard(j) for j in jobs)
+    with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        return dict(pool.imap_unordered(_generate_shard, jobs))
+
+
+def _args_record(args: DatagenArgs) -> dict[str, Any]:
+    d = asdict(args)
+    d["out"] = str(args.out)
+    d.pop("workers")  # the worker count does not change the data
+    d.pop("overwrite")
+    return d
+
+
+def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
+    """Generate (or finish generating) the dataset described by ``args``; returns its directory.
+
+    ``env_module`` names the module providing ``make_env``/``make_expert`` (tests pass a fake one).
+    """
+    out = args.out
+    record = _args_record(args)
+    if args.overwrite and out.exists():
+        shutil.rmtree(out)
+    args_path = out / ".shards" / "args.json"
+    done_path = out / "meta" / "datagen.json"
+    for path in (done_path, args_path):
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != record:
+                changed = sorted(k for k in record if old.get(k) != record[k])
+                raise ValueError(
+                    f"{out} was generated with different arguments ({changed}); pass overwrite=True"
+                )
+            if path == done_path and (out / INFO_PATH).exists():
+                return out  # finished earlier
+    write_json(args_path, record)
+
+    plan = args.plan()
+    if "episodes" in plan:
+        total = int(plan["episodes"])
+        epf = int(plan["episodes_per_file"])
+        frames = _run_jobs(_jobs(args, 0, -(-total // epf), env_module, total), args.workers)
+        shards = sorted(frames)
+    else:  # a frame target: launch waves of shards until the shards 0..k hold enough frames
+        target = int(plan["transitions"])
+        frames: dict[int, int] = {}
+        shards = []
+        while True:
+            have, k = 0, 0
+            while k in frames and have < target:
+                have += frames[k]
+                k += 1
+            if have >= target:
+                shards = list(range(k))
+                break
+            frames.update(
+                _run_jobs(_jobs(args, len(frames), max(args.workers, 1), env_module, None), args.workers)
+            )
+    merge_shards([shard_root(out, k) for k in shards], out, fps=args.fps)
+    write_json(done_path, record)
+    shutil.rmtree(out / ".shards", ignore_errors=True)
+    return out
+
+
+def merge_shards(shards: list[Path], out: Path, *, fps: int) -> None:
+    """Concatenate complete single-file datasets into ``out``: one data file per shard, global indices.
+
+    Only the index columns are rewritten (images stay encoded). Every file is replaced atomically and
+    ``meta/info.json`` is written last, so an interrupted merge is simply redone by the next run.
+    """
+    if not shards:
+        raise ValueError("no shard to merge")
+    tasks: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    stats = {k: RunningStats() for k in STATS_KEYS}
+    features: dict[str, Any] | None = None
+    frame0 = 0
+    meta0 = None
+    for file_no, root in enumerate(shards):
+        meta = DatasetMeta.load(root)
+        meta0 = meta0 or meta
+        if features is None:
+            features = meta.features
+        elif meta.features != features:
+            raise ValueError(f"{root} has features that differ from {shards[0]}")
+        remap = np.array([tasks.setdefault(t, len(tasks)) for t in meta.tasks], dtype=np.int64)
+        (f,) = meta.files()
+        table = pq.read_table(f.path)
+        ep0 = len(rows)
+        n = table.num_rows
+        table = _replace(table, INDEX, np.arange(frame0, frame0 + n, dtype=np.int64))
+        table = _replace(table, EPISODE_INDEX, table.column(EPISODE_INDEX).to_numpy() + ep0)
+        table = _replace(table, TASK_INDEX, remap[table.column(TASK_INDEX).to_numpy()])
+        chunk, file = divmod(file_no, int(meta.info.get("chunks_size", 1000)))
+        write_parquet(out / meta.info["data_path"].format(chunk_index=chunk, file_index=file), table)
+        for ep_row in pq.read_table(
+            root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+        ).to_pylist():
+            ep_row.update(
+                {
+                    "episode_index": ep_row["episode_index"] + ep0,
+                    "data/chunk_index": chunk,
+                    "data/file_index": file,
+                    "dataset_from_index": ep_row["dataset_from_index"] + frame0,
+                    "dataset_to_index": ep_row["dataset_to_index"] + frame0,
+                }
+            )
+            rows.append(ep_row)
+        for k, st in meta.stats.items():
+            if k in stats:
+                stats[k].merge_json(st)
+        frame0 += n
+    assert meta0 is not None and features is not None
+    write_parquet(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet", episodes_table(rows))
+    write_parquet(out / "meta" / "tasks.parquet", tasks_table(list(tasks)))
+    write_json(out / "meta" / "stats.json", {k: s.to_json() for k, s in stats.items() if s.count})
+    info = dict(meta0.info)
+    info.update(
+        {
+            "total_episodes": len(rows),
+            "total_frames": frame0,
+            "total_tasks": len(tasks),
+            "fps": fps,
+            "splits": {"train": f"0:{len(rows)}"},
+            "qtransformer": {
+                "episodes_per_file": meta0.info["qtransformer"]["episodes_per_file"],
+                "total_files": len(shards),
+            },
+        }
+    )
+    write_json(out / INFO_PATH, info)
+
+
+def _replace(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, table.schema.field(i), pa.array(values, type=table.schema.field(i).type))
+
+
+def main() -> None:
+    """``python -m pretrain.datagen --preset small ...`` (the ``qt datagen`` command parses the same args)."""
+    import tyro
+
+    print(run_datagen(tyro.cli(DatagenArgs)))
+
+
+if __name__ == "__main__":
+    main()
