@@ -171,7 +171,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
     meta = dataset_meta(args.dataset)
     cfg = build_run(args, meta)
     acc = Accelerator(
-        cpu=args.cpu,
+        cpu=args.cpu or not torch.cuda.is_available(),  # Accelerate needs cpu=True to form a MULTI_CPU group
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=cfg.optim.grad_accum_steps,
         log_with="tensorboard",

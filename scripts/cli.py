@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> Any:
     module_name, args_name, run_name, help_ = COMMANDS[name]
     module = importlib.import_module(module_name)
     args_cls = getattr(module, args_name)
-    args = tyro.cli(
-        args_cls, args=rest, prog=f"qt {name}", description=help_, config=(tyro.conf.FlagConversionOff,)
-    )
+    args = tyro.cli(args_cls, args=rest, prog=f"qt {name}", description=help_)
     return getattr(module, run_name)(args)
 
 

@@ -1,0 +1,98 @@
+"""Pretraining runs for real at a tiny size: optimiser steps, 2 processes over gloo, SIGKILL + resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pretrain.train import PretrainArgs, run_pretrain
+from qtransformer.config import ModelConfig
+from qtransformer.policy import QTransformerPolicy
+
+from .synthetic import write_coded
+
+TINY = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data") / "synth"
+    write_coded(root, [10, 12, 8, 15, 9, 11, 10, 13], 2, image_size=16)
+    return root
+
+
+def test_pretrain_takes_real_steps_and_exports_a_policy(dataset, tmp_path, text_encoder):
+    args = PretrainArgs(
+        dataset=str(dataset), out=str(tmp_path / "run"), steps=6, batch_size=8, save_every=3, log_every=2,
+        image_size=16, num_frames=2, progress=False,
+        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, conv_channels=(8,)),
+    )
+    out = run_pretrain(args)
+    summary = json.loads((out / "summary_rank0.json").read_text())
+    assert summary["step"] == 6 and math.isfinite(summary["final_terms"]["loss"])
+    assert summary["final_terms"]["grad_norm"] > 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000003", "step_00000006"]
+    policy = QTransformerPolicy.from_checkpoint(out / "policy", encoder=text_encoder)
+    assert policy.model.cfg.num_images == 2 and policy.meta["step"] == 6
+    assert any((out / "logs").rglob("events.out.tfevents*"))
+
+
+def test_bad_arguments_are_named(dataset, tmp_path):
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        PretrainArgs(dataset=str(dataset), steps=0)
+    with pytest.raises(ValueError, match="not 32x32"):
+        run_pretrain(PretrainArgs(dataset=str(dataset), out=str(tmp_path / "r"), image_size=32, progress=False))
+    with pytest.raises(FileNotFoundError, match="not a dataset"):
+        run_pretrain(PretrainArgs(dataset=str(tmp_path / "none"), out=str(tmp_path / "r"), progress=False))
+
+
+def _qt(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scripts.cli", *args]
+
+
+@pytest.mark.slow
+def test_two_processes_over_gloo_end_with_identical_weights(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        "-m", "scripts.cli", "pretrain", "--dataset", str(dataset), "--out", str(out), "--steps", "6",
+        "--batch-size", "8", "--save-every", "3", *TINY,
+    ]
+    subprocess.run(cmd, check=True, timeout=300, capture_output=True)
+    s0, s1 = (json.loads((out / f"summary_rank{r}.json").read_text()) for r in (0, 1))
+    assert s0["distributed_type"] == "DistributedType.MULTI_CPU" and s0["processes"] == 2
+    assert s0["weights_sha256"] == s1["weights_sha256"]
+    assert s0["step"] == s1["step"] == 6
+    ckpt = out / "checkpoints" / "step_00000006"
+    assert (ckpt / "loader_rank0.json").exists() and (ckpt / "loader_rank1.json").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_finishes_at_the_same_step(dataset, tmp_path):
+    out = tmp_path / "killed"
+    cmd = _qt("pretrain", "--dataset", str(dataset), "--out", str(out), "--steps", "400", "--batch-size", "8",
+              "--save-every", "5", *TINY)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoints" / "step_00000010").exists():
+        assert p.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "summary_rank0.json").exists()
+    done = sorted(c.name for c in (out / "checkpoints").glob("step_*"))
+    killed_at = int(done[-1].split("_")[1])
+    assert killed_at < 400
+    res = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resumed from {out / 'checkpoints' / done[-1]} at step {killed_at}" in res.stdout + res.stderr
+    summary = json.loads((out / "summary_rank0.json").read_text())
+    assert summary["step"] == 400 and math.isfinite(summary["final_terms"]["loss"])
