@@ -91,7 +91,7 @@ def test_sigkill_mid_run_then_resume_finishes_at_the_same_step(dataset, tmp_path
     done = sorted(c.name for c in (out / "checkpoints").glob("step_*"))
     killed_at = int(done[-1].split("_")[1])
     assert killed_at < 400
-    res = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"resumed from {out / 'checkpoints' / done[-1]} at step {killed_at}" in res.stdout + res.stderr
     summary = json.loads((out / "summary_rank0.json").read_text())

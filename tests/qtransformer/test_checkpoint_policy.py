@@ -6,7 +6,12 @@ import torch
 
 from qtransformer import checkpoint as ckpt_mod
 from qtransformer.bins import ActionBins
-from qtransformer.checkpoint import CheckpointError, build_model, load_policy_checkpoint, save_policy_checkpoint
+from qtransformer.checkpoint import (
+    CheckpointError,
+    build_model,
+    load_policy_checkpoint,
+    save_policy_checkpoint,
+)
 from qtransformer.exploration import EpsilonGreedy
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy

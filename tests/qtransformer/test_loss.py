@@ -119,7 +119,7 @@ def test_real_network_target_gets_no_gradient():
 
 def test_behavior_cloning_is_cross_entropy_on_dataset_bins():
     batch, online, _, qo, *_ = _setup()
-    loss, terms = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True))
+    loss, _terms = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True))
     expected = torch.nn.functional.cross_entropy(qo.flatten(0, 1), batch.action_bins.flatten())
     torch.testing.assert_close(loss, expected)
 

@@ -33,9 +33,9 @@ def test_missing_encoder_says_how_to_fix(tmp_path):
 
 
 def test_any_local_encoder_directory_loads(tmp_path, text_encoder):
-    from qtransformer.text import default_encoder_path
-
     import shutil
+
+    from qtransformer.text import default_encoder_path
 
     local = tmp_path / "my-encoder"
     shutil.copytree(default_encoder_path(), local)
