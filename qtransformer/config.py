@@ -50,7 +50,7 @@ class ModelConfig:
     """Tokens the state MLP produces."""
     dropout: float = 0.0
     """Dropout inside the transformer."""
-    head_layernorm: bool = False
+    head_layernorm: bool = True
     """LayerNorm in the Q head (stabilises high update-to-data fine-tuning, RLPD-style)."""
     head_dropout: float = 0.0
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""

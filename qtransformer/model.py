@@ -136,13 +136,15 @@ class QTransformer(nn.Module):
             Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
-        head: list[nn.Module] = [nn.Linear(d, d)]
-        if cfg.head_layernorm:
-            head.append(nn.LayerNorm(d))
-        head.append(nn.GELU())
-        if cfg.head_dropout > 0:
-            head.append(nn.Dropout(cfg.head_dropout))
-        head.append(nn.Linear(d, K))
+        # Fixed layout (Linear, LayerNorm|Identity, GELU, Dropout, Linear) so that fine-tuning can turn
+        # dropout on in a pretrained network without changing its parameter names.
+        head: list[nn.Module] = [
+            nn.Linear(d, d),
+            nn.LayerNorm(d) if cfg.head_layernorm else nn.Identity(),
+            nn.GELU(),
+            nn.Dropout(cfg.head_dropout),
+            nn.Linear(d, K),
+        ]
         self.head = nn.Sequential(*head)
         self.apply(self._init)
         for p in (self.context_pos, self.start, self.dim_emb):
@@ -209,6 +211,13 @@ class QTransformer(nn.Module):
         L = num_ctx + num_new
         i = torch.arange(L, device=device)
         return (i[None, :] < num_ctx) | (i[None, :] <= i[:, None])
+
+    def set_head_dropout(self, p: float) -> None:
+        """Change the Q head's dropout rate (no parameters change, so checkpoints stay compatible)."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.head[3].p = p
+        self.cfg.head_dropout = p
 
     def q_values(self, h: torch.Tensor) -> torch.Tensor:
         q = self.head(self.ln_f(h))

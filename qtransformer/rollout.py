@@ -55,7 +55,11 @@ class EpisodeResult:
     success: bool
     length: int
     safety_violations: int
+    terminated: bool = False
     frames: list[np.ndarray] = field(default_factory=list)
+    trajectory: dict[str, np.ndarray] | None = None
+    """With ``keep_trajectory``: state/image (T+1, ...), action (T, D), reward (T,)."""
+    last_info: dict[str, Any] = field(default_factory=dict)
 
 
 def run_episode(
@@ -63,30 +67,50 @@ def run_episode(
     env: Any,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
-    act_kwargs: dict[str, Any] | None = None,
+    act_kwargs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     record: bool = False,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    keep_trajectory: bool = False,
 ) -> EpisodeResult:
-    """Greedy (unless ``act_kwargs`` says otherwise) rollout of one episode."""
+    """One episode, greedy unless ``act_kwargs`` (a dict, or a function called every step) says otherwise."""
     cfg = policy.model.cfg
     history = FrameHistory(cfg.num_images) if cfg.image_size > 0 else None
     obs, info = env.reset(seed=seed, options=options)
     instruction = str(obs["instruction"])
     frames = [env.render()] if record else []
-    first, done, steps, violations, success = True, False, 0, 0, False
+    traj: dict[str, list[Any]] = {"state": [obs["state"]], "image": [obs.get("image")], "action": [], "reward": []}
+    first, done, steps, violations, success, terminated = True, False, 0, 0, False, False
     while not done:
-        out = policy.act(policy_inputs(obs, history, first), [instruction], **(act_kwargs or {}))
+        kwargs = act_kwargs() if callable(act_kwargs) else (act_kwargs or {})
+        prev = obs
+        out = policy.act(policy_inputs(obs, history, first), [instruction], **kwargs)
         first = False
         obs, reward, terminated, truncated, info = env.step(out.actions[0])
         steps += 1
         violations += int(bool(info.get("safety_violation", False)))
         success = success or bool(info.get("is_success", False))
         done = terminated or truncated
+        if keep_trajectory:
+            traj["state"].append(obs["state"])
+            traj["image"].append(obs.get("image"))
+            traj["action"].append(out.actions[0])
+            traj["reward"].append(reward)
         if record:
             frames.append(env.render())
         if on_step is not None:
-            on_step({"obs": obs, "reward": reward, "info": info, "action": out.actions[0]})
-    return EpisodeResult(str(info.get("task", "")), instruction, success, steps, violations, frames)
+            on_step({"prev_obs": prev, "obs": obs, "reward": reward, "info": info, "action": out.actions[0]})
+    trajectory = None
+    if keep_trajectory:
+        trajectory = {
+            "state": np.asarray(traj["state"], dtype=np.float32),
+            "action": np.asarray(traj["action"], dtype=np.float32),
+            "reward": np.asarray(traj["reward"], dtype=np.float32),
+        }
+        if traj["image"][0] is not None:
+            trajectory["image"] = np.asarray(traj["image"], dtype=np.uint8)
+    return EpisodeResult(
+        str(info.get("task", "")), instruction, success, steps, violations, bool(terminated), frames, trajectory, dict(info)
+    )
 
 
 def evaluate(

@@ -6,6 +6,11 @@ hands the batch to a single worker thread, so the event loop never blocks on the
 sees one batch at a time (torch already uses every core for one batch). While a batch runs, new
 requests pile up and form the next one, which is where the throughput comes from under load.
 ``max_batch_size=1`` turns batching off: every request runs alone, in arrival order.
+
+Waiting is cut short when every possible sender has already sent: ``expected()`` (the server passes
+its number of open connections; each connection has at most one request outstanding) caps the batch
+the collector waits for, so a lone robot never pays ``max_wait_ms`` and a fleet in lockstep is
+batched whole instead of in fragments.
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ class DynamicBatcher:
         self,
         run_batch: RunBatch,
         max_batch_size: int = 32,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 5.0,
         max_queue: int = 1024,
         on_batch: Callable[[int], None] | None = None,
+        expected: Callable[[], int] | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -65,7 +71,7 @@ class DynamicBatcher:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self.run_batch = run_batch
         self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_ms / 1000.0
-        self.on_batch = on_batch
+        self.on_batch, self.expected = on_batch, expected
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qt-infer")
         self._task: asyncio.Task | None = None
@@ -112,6 +118,8 @@ class DynamicBatcher:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
+            if self.expected is not None and len(batch) >= self.expected():
+                break  # nobody else can send before this batch is answered
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break

@@ -74,7 +74,9 @@ class ServerMetrics:
         ]
         lines += [f'qt_errors_total{{code="{c}"}} {n}' for c, n in sorted(s["errors_by_code"].items())]
         lines += ["# TYPE qt_latency_ms summary"]
-        lines += [f'qt_latency_ms{{quantile="0.{q[1:]}"}} {s["latency_ms"][q]}' for q in ("p50", "p90", "p99")]
+        lines += [
+            f'qt_latency_ms{{quantile="0.{q[1:]}"}} {s["latency_ms"][q]}' for q in ("p50", "p90", "p99")
+        ]
         lines += ["# TYPE qt_batch_size histogram"]
         cum = 0
         for size, n in sorted(self.batch_sizes.items()):

@@ -50,9 +50,7 @@ class Served:
 class ModelStore:
     """Holds the current policy and its identity (path, weights SHA-256, training step)."""
 
-    def __init__(
-        self, device: torch.device | str = "cpu", encoder: TextEncoder | str | None = None
-    ) -> None:
+    def __init__(self, device: torch.device | str = "cpu", encoder: TextEncoder | str | None = None) -> None:
         self.device = device
         self._encoder_override = encoder
         self.current: Served | None = None

@@ -77,8 +77,9 @@ def _decode_array(obj: dict) -> Any:
         raise ProtocolError(BAD_MESSAGE, f"invalid array shape {shape}")
     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(data):
         raise ProtocolError(
-            BAD_MESSAGE, f"array of shape {shape} and dtype {dtype} needs "
-            f"{int(np.prod(shape, dtype=np.int64)) * dtype.itemsize} bytes, got {len(data)}"
+            BAD_MESSAGE,
+            f"array of shape {shape} and dtype {dtype} needs "
+            f"{int(np.prod(shape, dtype=np.int64)) * dtype.itemsize} bytes, got {len(data)}",
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 

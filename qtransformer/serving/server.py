@@ -70,8 +70,9 @@ class ServeArgs:
     """TCP port for websockets and the HTTP health/metrics endpoints; 0 picks a free one."""
     max_batch_size: int = 32
     """Most requests run together in one forward pass; 1 turns batching off."""
-    max_wait_ms: float = 2.0
-    """How long the first request of a batch waits for company before the batch runs."""
+    max_wait_ms: float = 5.0
+    """Longest the first request of a batch waits for company; the wait ends early once every open
+    connection has a request queued."""
     max_queue: int = 1024
     """Requests allowed to wait for inference; beyond this clients get an ``overloaded`` error."""
     max_message_bytes: int = 8 * 2**20
@@ -145,7 +146,9 @@ class PolicyServer:
 
     def __init__(self, args: ServeArgs, encoder: TextEncoder | None = None):
         self.args = args
-        self.token = resolve_auth(args.host, args.no_auth, args.force_no_auth, args.token_env, args.token_file)
+        self.token = resolve_auth(
+            args.host, args.no_auth, args.force_no_auth, args.token_env, args.token_file
+        )
         self.store = ModelStore(args.device, encoder if encoder is not None else args.encoder)
         self.metrics = ServerMetrics()
         self.port: int | None = None
@@ -164,6 +167,7 @@ class PolicyServer:
             self.args.max_wait_ms,
             self.args.max_queue,
             on_batch=self.metrics.record_batch,
+            expected=lambda: self.metrics.connections_open,
         )
         self._batcher.start()
         self._server = await serve(
@@ -177,7 +181,9 @@ class PolicyServer:
             server_header="qtransformer-serve",
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("listening on ws://%s:%d (auth %s)", self.args.host, self.port, "on" if self.token else "OFF")
+        log.info(
+            "listening on ws://%s:%d (auth %s)", self.args.host, self.port, "on" if self.token else "OFF"
+        )
         served = await asyncio.to_thread(self.store.build, self.args.checkpoint)
         self.store.swap(served)
         log.info("serving %s (version %s)", served.info["path"], served.info["version"])
@@ -348,7 +354,8 @@ class PolicyServer:
     def _unauthorized(self, connection: ServerConnection) -> Response:
         self.metrics.auth_failures += 1
         response = connection.respond(
-            HTTPStatus.UNAUTHORIZED, "missing or invalid token: send the header 'Authorization: Bearer <token>'\n"
+            HTTPStatus.UNAUTHORIZED,
+            "missing or invalid token: send the header 'Authorization: Bearer <token>'\n",
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="qtransformer"'
         return response
@@ -387,7 +394,9 @@ class PolicyServer:
 
 def run_serve(args: ServeArgs) -> None:
     """Entry point of ``qt serve``: configure logging and threads, then serve until interrupted."""
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
     server = PolicyServer(args)  # auth problems fail here, before anything is loaded or bound
     asyncio.run(server.serve_forever())

@@ -67,7 +67,8 @@ def _state(value: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ProtocolError(BAD_OBSERVATION, f"'state' must be a float array, got dtype {arr.dtype}")
     if arr.shape != shape:
         raise ProtocolError(BAD_OBSERVATION, f"'state' must have shape {shape}, got {arr.shape}")
-    arr = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # 1e300 becomes inf here and is rejected just below
+        arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
         raise ProtocolError(BAD_OBSERVATION, "'state' contains NaN or inf (or values beyond float32 range)")
     return arr

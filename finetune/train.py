@@ -1,0 +1,380 @@
+"""``qt finetune``: master a new instruction online, starting from a pretrained Q-Transformer.
+
+The recipe of real-world robot RL:
+- prior data (the pretraining dataset) preloaded into its own replay buffer; every batch mixes
+  offline and online samples half and half (RLPD, Ball et al. 2023);
+- several gradient steps per environment step, kept stable by LayerNorm and dropout in the Q head;
+- exploration over bins whose allowed range grows only where a learned dynamics model is confident
+  (APRL, Smith et al. 2023), switchable to compare safety violations;
+- reset-free practice through the envs' task graph, counting the human resets it would have needed;
+- finished episodes written to disk as they end, learner snapshots after each episode: ``--resume``
+  reloads every finished episode and continues the step count, optimiser and schedule.
+The TD target and ``train_step`` are ``qtransformer``'s, shared with pretraining.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from finetune.actor import Actor, ExplorationConfig
+from finetune.aprl import AprlConfig
+from finetune.episode import Episode
+from finetune.learner import Learner
+from finetune.replay import EpisodeReplay
+from finetune.store import EpisodeStore, load_snapshot, save_snapshot
+from qtransformer.bins import ActionBins
+from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
+from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfig
+from qtransformer.model import QTransformer
+from qtransformer.policy import QTransformerPolicy
+from qtransformer.rollout import evaluate
+from qtransformer.text import DEFAULT_ENCODER, TextEncoder
+
+
+@dataclass
+class FinetuneArgs:
+    """Online fine-tuning on one instruction (a held-out task of an env)."""
+
+    env: Literal["garbage_sort", "navigate"] = "garbage_sort"
+    """Env to practise in."""
+    task: str | None = None
+    """Task id to master; default: the env's first held-out task (never seen in pretraining)."""
+    pretrained: str | None = None
+    """Pretrained policy checkpoint directory; None trains from scratch (the baseline)."""
+    prior_data: str | None = None
+    """Dataset of prior episodes preloaded into the offline replay; None = no prior data."""
+    prior_success_only: bool = False
+    """Preload only successful prior episodes."""
+    prior_max_episodes: int | None = None
+    """Cap on preloaded prior episodes (memory)."""
+    out: str = "runs/finetune"
+    """Run directory: episodes/, learner.pt, policy/, curve.json, tensorboard logs."""
+    env_steps: int = 20_000
+    """Environment steps of practice."""
+    utd: float = 2.0
+    """Gradient steps per environment step (update-to-data ratio)."""
+    batch_size: int = 128
+    """Samples per gradient step."""
+    offline_fraction: float = 0.5
+    """Share of every batch drawn from prior data (RLPD: 0.5)."""
+    learning_starts: int = 200
+    """Environment steps collected before the first update when there is no prior data."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Network shape when training from scratch (a pretrained checkpoint brings its own)."""
+    head_dropout: float = 0.01
+    """Q-head dropout during fine-tuning (DroQ-style; stabilises high update ratios)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, lr_schedule="constant", tau=0.01)
+    )
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    aprl: AprlConfig = field(default_factory=AprlConfig)
+    reset_free: bool = False
+    """Practise without resets: the env's task graph picks the next task from the current world state."""
+    image_size: int = 0
+    """Camera size when training from scratch with images (a checkpoint brings its own)."""
+    actors: int = 0
+    """Actor processes collecting in parallel (0: collect in the learner's process)."""
+    publish_every: int = 50
+    """Gradient steps between weight publications to the actors."""
+    eval_every: int = 1000
+    """Environment steps between greedy evaluations of the target task."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    encoder: str = DEFAULT_ENCODER
+    """Text encoder for a from-scratch model (a checkpoint records its own)."""
+    resume: bool = False
+    """Continue the run in ``out``: every stored episode, step count, optimiser, schedule."""
+    seed: int = 0
+    """Seed for exploration, sampling and (from scratch) initialisation."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.env_steps < 1 or self.batch_size < 1 or self.utd <= 0:
+            raise ValueError("env_steps and batch_size must be >= 1 and utd > 0")
+        if not 0.0 <= self.offline_fraction <= 1.0:
+            raise ValueError(f"offline_fraction must be in [0, 1], got {self.offline_fraction}")
+        if self.actors < 0 or self.eval_every < 1 or self.eval_episodes < 0:
+            raise ValueError("actors >= 0, eval_every >= 1 and eval_episodes >= 0 are required")
+
+
+def _to_online_episode(ep: Any) -> Episode:
+    """A dataset episode (T frames) as a replay episode (T'+1 observations)."""
+    from pretrain.loader import with_final_observation
+
+    d = with_final_observation(ep)
+    image = next(iter(d["images"].values())) if d["images"] else None
+    return Episode(
+        state=np.asarray(d["state"], np.float32),
+        action=np.asarray(d["action"], np.float32),
+        reward=np.asarray(d["reward"], np.float32),
+        terminated=bool(d["terminated"]),
+        instruction=ep.instruction,
+        task=ep.task_id,
+        success=bool(ep.success),
+        image=image,
+    )
+
+
+def load_prior(args: FinetuneArgs, replay: EpisodeReplay, use_images: bool) -> int:
+    from pretrain.loader import EpisodeFilter, load_episodes
+
+    filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
+    episodes = load_episodes(
+        args.prior_data,
+        episode_filter=filt,
+        cameras=None if use_images else [],
+        max_episodes=args.prior_max_episodes,
+    )
+    n = 0
+    for ep in episodes:
+        if ep.length < 2 and not ep.terminated:
+            continue
+        replay.add(_to_online_episode(ep))
+        n += 1
+    return n
+
+
+def make_policy(args: FinetuneArgs) -> tuple[QTransformerPolicy, str]:
+    if args.pretrained:
+        ckpt = load_policy_checkpoint(args.pretrained)
+        model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder
+    else:
+        torch.manual_seed(args.seed)
+        import envs
+
+        space = envs.make_env(args.env).action_space
+        cfg = dataclasses.replace(
+            args.model,
+            state_dim=envs.make_env(args.env).observation_space["state"].shape[0],
+            action_dim=space.shape[0],
+            image_size=args.image_size,
+        )
+        model, bins, encoder_name = (
+            QTransformer(cfg),
+            ActionBins(space.low, space.high, cfg.num_bins),
+            args.encoder,
+        )
+    model.set_head_dropout(args.head_dropout)
+    return QTransformerPolicy(model, bins, TextEncoder(encoder_name), {"env": args.env}), encoder_name
+
+
+def run_actor_process(address: tuple[str, int], authkey: bytes, args: FinetuneArgs, actor_id: int) -> None:
+    """An actor in its own process: build the env and policy, then collect until told to stop."""
+    import envs
+    from finetune.transport import ActorEndpoint
+
+    endpoint = ActorEndpoint(address, authkey)
+    policy, _ = make_policy(args)
+    env = envs.make_env(
+        args.env, image_size=policy.model.cfg.image_size, tasks="all", reset_free=args.reset_free
+    )
+    actor = Actor(
+        policy, env, args.task or "", args.exploration, args.aprl, seed=args.seed + 1000 * (actor_id + 1)
+    )
+    env_steps = 0
+    while True:
+        got = endpoint.latest_weights(timeout=0.0 if actor.version else 30.0)
+        if got is not None:
+            if got[0] < 0:  # the learner's stop signal
+                break
+            actor.load_weights(got[1], got[0])
+        ep, _ = actor.collect(env_steps)
+        env_steps += len(ep)
+        try:
+            endpoint.send_episode(ep)
+        except (OSError, EOFError):
+            break
+    endpoint.close()
+
+
+def run_finetune(args: FinetuneArgs) -> dict[str, Any]:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    import envs
+    from envs import tasks as env_tasks
+
+    task = args.task or env_tasks.heldout_task_ids(args.env)[0]
+    args = dataclasses.replace(args, task=task)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy, encoder_name = make_policy(args)
+    mcfg = policy.model.cfg
+    use_images = mcfg.image_size > 0
+    cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim)
+    learner_model = QTransformer(mcfg)
+    learner_model.load_state_dict(policy.model.state_dict())
+    learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
+    offline = None
+    n_prior = 0
+    if args.prior_data:
+        offline = EpisodeReplay(cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, seed=args.seed)
+        n_prior = load_prior(args, offline, use_images)
+    online = EpisodeReplay(cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, seed=args.seed + 1)
+    store = EpisodeStore(out / "episodes")
+    snapshot_path = out / "learner.pt"
+    counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}
+    curve: list[dict[str, Any]] = []
+    make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all")  # noqa: E731
+    actor = Actor(
+        policy,
+        envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", reset_free=args.reset_free),
+        task,
+        args.exploration,
+        args.aprl,
+        seed=args.seed,
+    )
+    if args.resume and snapshot_path.exists():
+        snap = load_snapshot(snapshot_path)
+        learner.load_state_dict(snap["learner"])
+        actor.cautious.load_state_dict(snap["aprl"])
+        curve = snap["curve"]
+        counters.update(snap["counters"])
+    if args.resume:
+        stored = store.load_all()
+        for ep in stored:
+            online.add(ep)
+        # Episodes finished after the last snapshot still count: the store is the record of practice.
+        counters["env_steps"] = sum(len(e) for e in stored)
+        counters["episodes"] = len(stored)
+        actor.episodes = len(stored)
+    actor.load_weights(learner.weights(), learner.updates)
+
+    writer = SummaryWriter(str(out / "logs"))
+    endpoint, procs = None, []
+    if args.actors:
+        from finetune.transport import LearnerEndpoint
+
+        authkey = np.random.default_rng().bytes(16)
+        endpoint = LearnerEndpoint(authkey=authkey)
+        endpoint.publish(learner.updates, learner.weights())
+        ctx = mp.get_context("spawn")
+        for i in range(args.actors):
+            p = ctx.Process(target=run_actor_process, args=(endpoint.address, authkey, args, i), daemon=True)
+            p.start()
+            procs.append(p)
+
+    def log(tag: str, value: float) -> None:
+        writer.add_scalar(tag, value, counters["env_steps"])
+
+    def run_eval() -> None:
+        if not args.eval_episodes:
+            return
+        res = evaluate(policy, make_env, [task], args.eval_episodes, seed=500_000 + len(curve) * 1000)
+        point = {
+            "env_steps": counters["env_steps"],
+            "success_rate": res["success_rate"],
+            "updates": learner.updates,
+            "safety_violations": counters["safety_violations"],
+            "human_resets": counters["human_resets"],
+        }
+        curve.append(point)
+        log("charts/eval_success_rate", res["success_rate"])
+        (out / "curve.json").write_text(json.dumps(curve, indent=2))
+
+    if not curve:
+        run_eval()  # zero-shot point at step 0
+    bar = tqdm(
+        total=args.env_steps,
+        initial=counters["env_steps"],
+        disable=not args.progress,
+        desc=f"finetune {task}",
+    )
+    last_publish = learner.updates
+    t0 = time.perf_counter()
+    try:
+        while counters["env_steps"] < args.env_steps:
+            if endpoint is not None:
+                new = [
+                    (ep, {"success": ep.success, "safety_violations": 0, "human_reset": False})
+                    for ep in endpoint.poll_episodes(timeout=5.0)
+                ]
+            else:
+                new = [actor.collect(counters["env_steps"])]
+            for ep, stats in new:
+                store.append(ep)
+                online.add(ep)
+                counters["env_steps"] += len(ep)
+                counters["episodes"] += 1
+                counters["successes"] += int(stats["success"])
+                counters["safety_violations"] += int(stats["safety_violations"])
+                counters["human_resets"] += int(stats["human_reset"])
+                bar.update(len(ep))
+                log("charts/episode_success", float(stats["success"]))
+                log("charts/safety_violations", counters["safety_violations"])
+                log("charts/human_resets", counters["human_resets"])
+                if "action_scale" in stats:
+                    log("charts/aprl_action_scale", stats["action_scale"])
+            ready = offline is not None or counters["env_steps"] >= args.learning_starts
+            due = int(args.utd * counters["env_steps"]) - learner.updates if ready else 0
+            terms: dict[str, float] = {}
+            for _ in range(max(0, due)):
+                terms = learner.update(
+                    offline, online, args.batch_size, args.offline_fraction if offline else 0.0
+                )
+                if learner.updates - last_publish >= args.publish_every:
+                    weights = learner.weights()
+                    actor.load_weights(weights, learner.updates)
+                    if endpoint is not None:
+                        endpoint.publish(learner.updates, weights)
+                    last_publish = learner.updates
+            for k, v in terms.items():
+                log(f"losses/{k}", v)
+            log("charts/updates", learner.updates)
+            if (
+                counters["env_steps"] // args.eval_every
+                > (counters["env_steps"] - sum(len(e) for e, _ in new)) // args.eval_every
+            ):
+                actor.load_weights(learner.weights(), learner.updates)
+                run_eval()
+            save_snapshot(
+                snapshot_path,
+                {
+                    "learner": learner.state_dict(),
+                    "aprl": actor.cautious.state_dict(),
+                    "curve": curve,
+                    "counters": counters,
+                },
+            )
+    finally:
+        bar.close()
+        if endpoint is not None:
+            endpoint.publish(-1, {})
+            for p in procs:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.terminate()
+            endpoint.close()
+    actor.load_weights(learner.weights(), learner.updates)
+    if not curve or curve[-1]["env_steps"] != counters["env_steps"]:
+        run_eval()
+    save_policy_checkpoint(
+        out / "policy",
+        learner.acc.unwrap_model(learner.model),
+        policy.bins,
+        encoder_name,
+        {"env": args.env, "task": task, "env_steps": counters["env_steps"], "updates": learner.updates},
+    )
+    summary = {
+        "task": task,
+        "prior_episodes": n_prior,
+        **counters,
+        "updates": learner.updates,
+        "curve": curve,
+        "final_success_rate": curve[-1]["success_rate"] if curve else None,
+        "seconds": time.perf_counter() - t0,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    writer.close()
+    return summary
