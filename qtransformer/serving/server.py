@@ -28,7 +28,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from qtransformer.serving.auth import DEFAULT_TOKEN_ENV, bearer_ok, is_loopback, resolve_auth, token_ok
+from qtransformer.checkpoint import CheckpointError
+from qtransformer.serving.auth import (
+    DEFAULT_TOKEN_ENV,
+    AuthConfigError,
+    bearer_ok,
+    is_loopback,
+    resolve_auth,
+    token_ok,
+)
 from qtransformer.serving.batcher import DynamicBatcher, QueueFullError
 from qtransformer.serving.metrics import ServerMetrics
 from qtransformer.serving.model_store import ModelStore, Served
@@ -184,17 +192,24 @@ class PolicyServer:
         log.info(
             "listening on ws://%s:%d (auth %s)", self.args.host, self.port, "on" if self.token else "OFF"
         )
-        served = await asyncio.to_thread(self.store.build, self.args.checkpoint)
+        try:
+            served = await asyncio.to_thread(self.store.build, self.args.checkpoint)
+        except BaseException:
+            await self.stop()  # leave nothing listening or running behind a failed start
+            raise
         self.store.swap(served)
         log.info("serving %s (version %s)", served.info["path"], served.info["version"])
 
     async def stop(self) -> None:
+        """Close the port and every connection, then the inference thread; safe to call twice."""
         self._closing = True
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        if self._batcher is not None:
-            await self._batcher.stop()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.stop()
 
     async def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM; SIGHUP reloads the checkpoint (when run in the main thread)."""
@@ -204,8 +219,8 @@ class PolicyServer:
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload_logged()))
-        await self.start()
         try:
+            await self.start()
             await stop.wait()
         finally:
             await self.stop()
@@ -280,9 +295,11 @@ class PolicyServer:
             if served is None:
                 raise ProtocolError(NOT_READY, "no model loaded yet")
             request = parse_act_request(msg, served.spec)
-            assert self._batcher is not None
+            batcher = self._batcher
+            if batcher is None:
+                raise ProtocolError(NOT_READY, "the server is shutting down")
             try:
-                result = await self._batcher.submit(request)
+                result = await batcher.submit(request)
             except QueueFullError as e:
                 raise ProtocolError(OVERLOADED, str(e)) from None
             if isinstance(result.value, BaseException):
@@ -398,8 +415,11 @@ def run_serve(args: ServeArgs) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
-    server = PolicyServer(args)  # auth problems fail here, before anything is loaded or bound
-    asyncio.run(server.serve_forever())
+    try:
+        server = PolicyServer(args)  # auth problems fail here, before anything is loaded or bound
+        asyncio.run(server.serve_forever())
+    except (AuthConfigError, CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f"qt serve: {e}") from None
 
 
 if __name__ == "__main__":
