@@ -78,7 +78,12 @@ def run_episode(
     obs, info = env.reset(seed=seed, options=options)
     instruction = str(obs["instruction"])
     frames = [env.render()] if record else []
-    traj: dict[str, list[Any]] = {"state": [obs["state"]], "image": [obs.get("image")], "action": [], "reward": []}
+    traj: dict[str, list[Any]] = {
+        "state": [obs["state"]],
+        "image": [obs.get("image")],
+        "action": [],
+        "reward": [],
+    }
     first, done, steps, violations, success, terminated = True, False, 0, 0, False, False
     while not done:
         kwargs = act_kwargs() if callable(act_kwargs) else (act_kwargs or {})
@@ -109,7 +114,15 @@ def run_episode(
         if traj["image"][0] is not None:
             trajectory["image"] = np.asarray(traj["image"], dtype=np.uint8)
     return EpisodeResult(
-        str(info.get("task", "")), instruction, success, steps, violations, bool(terminated), frames, trajectory, dict(info)
+        str(info.get("task", "")),
+        instruction,
+        success,
+        steps,
+        violations,
+        bool(terminated),
+        frames,
+        trajectory,
+        dict(info),
     )
 
 

@@ -47,30 +47,41 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     pin_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = TrainConfig(model=model_preset("reference"), loss=LossConfig(), optim=OptimConfig(warmup_steps=0, lr_schedule="constant"))
-    acc = Accelerator(cpu=True)
-    model = QTransformer(cfg.model)
-    target = make_target(model)
-    opt = build_optimizer(model, cfg.optim)
-    sched = build_scheduler(opt, cfg.optim)
-    model, opt = acc.prepare(model, opt)
-    batch = synthetic_batch(cfg.model, args.batch)
-    for i in range(3):
-        train_step(model, target, opt, batch, cfg, acc, sched, i)
-    times = []
-    for i in range(args.steps):
-        t0 = time.perf_counter()
-        terms, _ = train_step(model, target, opt, batch, cfg, acc, sched, i)
-        terms["loss"].item()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    step = times[len(times) // 2]
+
+    def measure(loss: LossConfig) -> tuple[float, int]:
+        torch.manual_seed(0)
+        cfg = TrainConfig(
+            model=model_preset("reference"),
+            loss=loss,
+            optim=OptimConfig(warmup_steps=0, lr_schedule="constant"),
+        )
+        acc = Accelerator(cpu=True)
+        model = QTransformer(cfg.model)
+        target = None if loss.behavior_cloning else make_target(model)
+        opt = build_optimizer(model, cfg.optim)
+        sched = build_scheduler(opt, cfg.optim)
+        model, opt = acc.prepare(model, opt)
+        batch = synthetic_batch(cfg.model, args.batch)
+        for i in range(3):
+            train_step(model, target, opt, batch, cfg, acc, sched, i)
+        times = []
+        for i in range(args.steps):
+            t0 = time.perf_counter()
+            terms, _ = train_step(model, target, opt, batch, cfg, acc, sched, i)
+            terms["loss"].item()
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        return times[len(times) // 2], sum(p.numel() for p in model.parameters())
+
+    step, params = measure(LossConfig())
+    bc_step, _ = measure(LossConfig(behavior_cloning=True))
     report(
         {
-            "params": sum(p.numel() for p in model.parameters()),
+            "params": params,
             "samples_per_s": round(args.batch / step, 1),
             "step_ms": round(step * 1e3, 1),
+            "bc_baseline_samples_per_s": round(args.batch / bc_step, 1),
+            "q_step_over_bc_step": round(step / bc_step, 2),
             "batch": args.batch,
             "machine": machine(),
         }
