@@ -82,10 +82,14 @@ class ImageEncoder(nn.Module):
         # oneDNN re-packs every conv weight on each eager call, which dominates at acting batch sizes;
         # the plain im2col + GEMM path is 2x faster there. Large (training) batches keep oneDNN.
         small = not torch.is_grad_enabled() and x.shape[0] < 16
-        with torch.backends.mkldnn.flags(enabled=not small):
+        was_enabled = torch._C._get_mkldnn_enabled()
+        torch._C._set_mkldnn_enabled(was_enabled and not small)
+        try:
             for conv, norm, film, res in zip(self.convs, self.norms, self.films, self.residual):
                 y = F.gelu(film(norm(conv(x)), t))
                 x = x + y if res else y
+        finally:
+            torch._C._set_mkldnn_enabled(was_enabled)
         weights = self.attn_maps(x).flatten(2).softmax(dim=-1)  # (BV, T, h*w)
         tokens = torch.einsum("btn,bcn->btc", weights, x.flatten(2))  # (BV, T, C)
         tokens = self.out(tokens).reshape(B, V, -1, self.out.out_features)  # (B, V, T, d)
