@@ -55,6 +55,9 @@ class ImageEncoder(nn.Module):
     part runs once per action, while the transformer runs once per action dimension.
     """
 
+    small_batch_im2col: bool = True
+    """Skip oneDNN for small no-grad batches (see ``forward``); off only to measure the difference."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         chans = (3, *cfg.conv_channels)
@@ -81,7 +84,7 @@ class ImageEncoder(nn.Module):
         t = text.repeat_interleave(V, dim=0)  # (BV, E)
         # oneDNN re-packs every conv weight on each eager call, which dominates at acting batch sizes;
         # the plain im2col + GEMM path is 2x faster there. Large (training) batches keep oneDNN.
-        small = not torch.is_grad_enabled() and x.shape[0] < 16
+        small = self.small_batch_im2col and not torch.is_grad_enabled() and x.shape[0] < 16
         was_enabled = torch._C._get_mkldnn_enabled()
         torch._C._set_mkldnn_enabled(was_enabled and not small)
         try:

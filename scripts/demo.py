@@ -40,6 +40,8 @@ class DemoArgs:
     """Data-generation processes."""
     seed: int = 0
     """Seed of the whole run."""
+    tiny: bool = False
+    """A one-layer, 32-wide network (smoke tests of the whole pipeline)."""
 
 
 def _stage(name: str) -> float:
@@ -110,6 +112,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
 
     t = _stage("2/5 pretrain offline (conservative Q-learning)")
     model = ModelConfig(d_model=128, n_layers=2, n_heads=4, head_layernorm=True)
+    if args.tiny:
+        model = ModelConfig(d_model=32, n_layers=1, n_heads=2)
     run_pretrain(
         PretrainArgs(
             dataset=str(data),

@@ -1,6 +1,6 @@
 """Regenerate docs/cli.md from the commands' own ``--help`` (the dataclass field docs).
 
-    python scripts/gen_cli_docs.py
+python scripts/gen_cli_docs.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ def main() -> None:
     ]
     for name, (_, _, _, help_) in COMMANDS.items():
         out = subprocess.run(
-            [sys.executable, "-m", "scripts.cli", name, "--help"], capture_output=True, text=True, env=env, check=True
+            [sys.executable, "-m", "scripts.cli", name, "--help"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         ).stdout
         parts += [f"## qt {name}", "", help_, "", "```", out.rstrip(), "```", ""]
     Path("docs/cli.md").write_text("\n".join(parts))

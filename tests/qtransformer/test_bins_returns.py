@@ -26,7 +26,12 @@ def test_bins_accept_tensors_and_bin_centres_map_to_themselves():
 
 @pytest.mark.parametrize(
     "action, match",
-    [([[np.nan, 0.0]], "NaN"), ([[0.0, np.inf]], "NaN or inf"), ([[1.5, 0.0]], "outside"), ([[0.0]], "dimension 2")],
+    [
+        ([[np.nan, 0.0]], "NaN"),
+        ([[0.0, np.inf]], "NaN or inf"),
+        ([[1.5, 0.0]], "outside"),
+        ([[0.0]], "dimension 2"),
+    ],
 )
 def test_bad_actions_are_rejected_clearly(action, match):
     with pytest.raises(ValueError, match=match):

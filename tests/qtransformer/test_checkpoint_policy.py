@@ -86,7 +86,10 @@ def policy(tmp_path, text_encoder):
 
 def _obs(B=2):
     rng = np.random.default_rng(0)
-    return {"state": rng.normal(size=(B, 5)).astype(np.float32), "image": rng.integers(0, 255, (B, 2, 16, 16, 3), dtype=np.uint8)}
+    return {
+        "state": rng.normal(size=(B, 5)).astype(np.float32),
+        "image": rng.integers(0, 255, (B, 2, 16, 16, 3), dtype=np.uint8),
+    }
 
 
 def test_policy_acts_greedily_with_actions_inside_bounds(policy):

@@ -21,7 +21,9 @@ def _learner(optim: OptimConfig, loss: LossConfig | None = None):
 
 
 def test_train_step_reduces_loss_on_a_fixed_batch_and_moves_the_target():
-    cfg, acc, model, target, opt, sched = _learner(OptimConfig(lr=1e-3, warmup_steps=0, tau=0.05, total_steps=100))
+    cfg, acc, model, target, opt, sched = _learner(
+        OptimConfig(lr=1e-3, warmup_steps=0, tau=0.05, total_steps=100)
+    )
     batch = random_batch(cfg.model, B=8)
     before = [p.clone() for p in target.parameters()]
     losses = []
@@ -36,7 +38,9 @@ def test_train_step_reduces_loss_on_a_fixed_batch_and_moves_the_target():
 
 
 def test_gradient_accumulation_steps_only_on_sync():
-    cfg, acc, model, target, opt, sched = _learner(OptimConfig(grad_accum_steps=2, warmup_steps=0, lr_schedule="constant"))
+    cfg, acc, model, target, opt, sched = _learner(
+        OptimConfig(grad_accum_steps=2, warmup_steps=0, lr_schedule="constant")
+    )
     acc.gradient_accumulation_steps = 2
     batch = random_batch(cfg.model, B=4)
     w0 = next(model.parameters()).clone()

@@ -83,11 +83,21 @@ def test_bad_inputs_name_the_problem():
     model = QTransformer(cfg)
     emb = torch.randn(2, cfg.text_dim)
     with pytest.raises(ValueError, match="state must be"):
-        model(torch.randn(2, 99), emb, torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 1, 16, 16, 3, dtype=torch.uint8))
+        model(
+            torch.randn(2, 99),
+            emb,
+            torch.zeros(2, 0, dtype=torch.long),
+            torch.zeros(2, 1, 16, 16, 3, dtype=torch.uint8),
+        )
     with pytest.raises(ValueError, match="images must be"):
         model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="uint8"):
-        model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 1, 16, 16, 3))
+        model(
+            torch.randn(2, cfg.state_dim),
+            emb,
+            torch.zeros(2, 0, dtype=torch.long),
+            torch.zeros(2, 1, 16, 16, 3),
+        )
     with pytest.raises(ValueError, match="prev_bins"):
         model(torch.randn(2, cfg.state_dim), emb, torch.zeros(2, 3, dtype=torch.long))
 

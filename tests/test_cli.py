@@ -1,0 +1,152 @@
+"""Every ``qt`` subcommand really runs at a tiny size, through the installed CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+QT = [sys.executable, "-m", "scripts.cli"]
+TINY_MODEL = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2"]
+
+
+def qt(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    res = subprocess.run([*QT, *args], capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"qt {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+def test_help_lists_every_command_and_unknown_commands_fail():
+    out = qt("--help").stdout
+    for name in ("datagen", "pretrain", "evaluate", "finetune", "serve", "demo"):
+        assert name in out
+    res = subprocess.run([*QT, "nope"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown command 'nope'" in res.stderr
+    assert "--loss.alpha" in qt("pretrain", "--help").stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> dict[str, Path]:
+    """datagen -> pretrain, shared by the commands that need a dataset or a checkpoint."""
+    root = tmp_path_factory.mktemp("cli")
+    data, run = root / "data", root / "pretrain"
+    qt("datagen", "--env", "navigate", "--preset", "tiny", "--out", str(data), "--workers", "1")
+    qt(
+        "pretrain",
+        "--dataset",
+        str(data),
+        "--out",
+        str(run),
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--save-every",
+        "2",
+        "--no-progress",
+        *TINY_MODEL,
+    )
+    return {"root": root, "data": data, "policy": run / "policy", "run": run}
+
+
+def test_datagen_and_pretrain(pipeline):
+    info = json.loads((pipeline["data"] / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 6 and info["codebase_version"] == "v3.0"
+    summary = json.loads((pipeline["run"] / "summary_rank0.json").read_text())
+    assert summary["step"] == 4 and math.isfinite(summary["final_terms"]["loss"])
+
+
+def test_evaluate(pipeline):
+    out = pipeline["root"] / "eval.json"
+    qt("evaluate", "--checkpoint", str(pipeline["policy"]), "--episodes", "1", "--out", str(out))
+    res = json.loads(out.read_text())
+    assert set(res) >= {"train", "heldout", "success_rate"}
+    assert res["train"]["episodes"] == len(res["train"]["per_task"]) >= 1
+
+
+def test_finetune(pipeline):
+    out = pipeline["root"] / "ft"
+    qt(
+        "finetune",
+        "--env",
+        "navigate",
+        "--pretrained",
+        str(pipeline["policy"]),
+        "--prior-data",
+        str(pipeline["data"]),
+        "--out",
+        str(out),
+        "--env-steps",
+        "60",
+        "--utd",
+        "0.5",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "30",
+        "--eval-episodes",
+        "1",
+        "--no-progress",
+    )
+    s = json.loads((out / "summary.json").read_text())
+    assert s["env_steps"] >= 60 and s["updates"] >= 30 and s["prior_episodes"] > 0
+    assert len(list((out / "episodes").glob("ep_*.npz"))) == s["episodes"]
+
+
+def test_serve_answers_a_client(pipeline):
+    from qtransformer.serving.client import PolicyClient
+
+    p = subprocess.Popen(
+        [*QT, "serve", "--checkpoint", str(pipeline["policy"]), "--port", "0", "--no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        port, deadline = None, time.monotonic() + 120
+        while port is None and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if m := re.search(r"listening on ws://[\d.]+:(\d+)", line):
+                port = int(m.group(1))
+        assert port, "the server did not report its port"
+        client = PolicyClient(f"ws://127.0.0.1:{port}", timeout=60)
+        state_dim = client.metadata["observation"]["state"]["shape"][0]
+        import numpy as np
+
+        reply = client.act({"state": np.zeros(state_dim, np.float32)}, "go to the red cone")
+        assert np.all(np.abs(reply["action"]) <= 1.0) and reply["action"].shape == (3,)
+        client.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_demo_tiny(tmp_path):
+    out = tmp_path / "demo"
+    qt(
+        "demo",
+        "--out",
+        str(out),
+        "--episodes",
+        "6",
+        "--pretrain-steps",
+        "4",
+        "--finetune-env-steps",
+        "40",
+        "--eval-episodes",
+        "1",
+        "--workers",
+        "1",
+        "--tiny",
+    )
+    res = json.loads((out / "results.json").read_text())
+    for f in ("curve.png", "rollout_before.gif", "rollout_after.gif", "report.md"):
+        assert (out / f).stat().st_size > 0
+    assert 0.0 <= res["finetuned_success_heldout_task"] <= 1.0
