@@ -15,6 +15,7 @@ The TD target and ``train_step`` are ``qtransformer``'s, shared with pretraining
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import multiprocessing as mp
 import time
@@ -145,21 +146,21 @@ def load_prior(args: FinetuneArgs, replay: EpisodeReplay, use_images: bool) -> i
     return n
 
 
-def make_policy(args: FinetuneArgs) -> tuple[QTransformerPolicy, str]:
+def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransformerPolicy, str]:
     if args.pretrained:
         ckpt = load_policy_checkpoint(args.pretrained)
         model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder
     else:
         torch.manual_seed(args.seed)
-        import envs
-
-        space = envs.make_env(args.env).action_space
+        env = importlib.import_module(env_module).make_env(args.env)
+        space = env.action_space
         cfg = dataclasses.replace(
             args.model,
-            state_dim=envs.make_env(args.env).observation_space["state"].shape[0],
+            state_dim=env.observation_space["state"].shape[0],
             action_dim=space.shape[0],
             image_size=args.image_size,
         )
+        env.close()
         model, bins, encoder_name = (
             QTransformer(cfg),
             ActionBins(space.low, space.high, cfg.num_bins),
@@ -169,26 +170,31 @@ def make_policy(args: FinetuneArgs) -> tuple[QTransformerPolicy, str]:
     return QTransformerPolicy(model, bins, TextEncoder(encoder_name), {"env": args.env}), encoder_name
 
 
-def run_actor_process(address: tuple[str, int], authkey: bytes, args: FinetuneArgs, actor_id: int) -> None:
+def run_actor_process(
+    address: tuple[str, int], authkey: bytes, args: FinetuneArgs, actor_id: int, env_module: str = "envs"
+) -> None:
     """An actor in its own process: build the env and policy, then collect until told to stop."""
-    import envs
     from finetune.transport import ActorEndpoint
 
+    envs = importlib.import_module(env_module)
     endpoint = ActorEndpoint(address, authkey)
-    policy, _ = make_policy(args)
+    policy, _ = make_policy(args, env_module)
     env = envs.make_env(
         args.env, image_size=policy.model.cfg.image_size, tasks="all", reset_free=args.reset_free
     )
     actor = Actor(
         policy, env, args.task or "", args.exploration, args.aprl, seed=args.seed + 1000 * (actor_id + 1)
     )
-    env_steps = 0
+    env_steps, has_weights = 0, False
     while True:
-        got = endpoint.latest_weights(timeout=0.0 if actor.version else 30.0)
+        got = endpoint.latest_weights(timeout=0.0 if has_weights else 60.0)
         if got is not None:
             if got[0] < 0:  # the learner's stop signal
                 break
             actor.load_weights(got[1], got[0])
+            has_weights = True
+        if not has_weights:
+            raise ConnectionError(f"actor {actor_id}: no weights from the learner within 60 s")
         ep, _ = actor.collect(env_steps)
         env_steps += len(ep)
         try:
@@ -198,18 +204,17 @@ def run_actor_process(address: tuple[str, int], authkey: bytes, args: FinetuneAr
     endpoint.close()
 
 
-def run_finetune(args: FinetuneArgs) -> dict[str, Any]:
+def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, Any]:
+    """Fine-tune; ``env_module`` names the module providing ``make_env`` and ``tasks`` (tests pass a fake)."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
-    import envs
-    from envs import tasks as env_tasks
-
-    task = args.task or env_tasks.heldout_task_ids(args.env)[0]
+    envs = importlib.import_module(env_module)
+    task = args.task or envs.tasks.heldout_task_ids(args.env)[0]
     args = dataclasses.replace(args, task=task)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy, encoder_name = make_policy(args)
+    policy, encoder_name = make_policy(args, env_module)
     mcfg = policy.model.cfg
     use_images = mcfg.image_size > 0
     cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim)
@@ -261,7 +266,9 @@ def run_finetune(args: FinetuneArgs) -> dict[str, Any]:
         endpoint.publish(learner.updates, learner.weights())
         ctx = mp.get_context("spawn")
         for i in range(args.actors):
-            p = ctx.Process(target=run_actor_process, args=(endpoint.address, authkey, args, i), daemon=True)
+            p = ctx.Process(
+                target=run_actor_process, args=(endpoint.address, authkey, args, i, env_module), daemon=True
+            )
             p.start()
             procs.append(p)
 

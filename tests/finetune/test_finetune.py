@@ -1,0 +1,127 @@
+"""``qt finetune`` for real on the fake reaching world: it learns a held-out instruction, collects
+through an actor process, and resumes after SIGKILL without losing a finished episode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from finetune.aprl import AprlConfig
+from finetune.store import EpisodeStore
+from finetune.train import FinetuneArgs, run_finetune
+from pretrain.datagen import DatagenArgs, run_datagen
+from pretrain.train import PretrainArgs, run_pretrain
+from qtransformer.config import ModelConfig, OptimConfig
+
+FAKE = "tests.finetune.fake_env"
+OPTIM = OptimConfig(lr=3e-4, warmup_steps=0, lr_schedule="constant", tau=0.02)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ft")
+    data = run_datagen(
+        DatagenArgs(env="navigate", out=root / "data", episodes=100, workers=1, seed=0), env_module=FAKE
+    )
+    run_pretrain(
+        PretrainArgs(
+            dataset=str(data),
+            out=str(root / "pt"),
+            steps=300,
+            batch_size=64,
+            progress=False,
+            model=ModelConfig(d_model=64, n_layers=2, n_heads=4),
+            optim=OptimConfig(lr=1e-3, warmup_steps=20),
+        )
+    )
+    return {"root": root, "data": data, "policy": root / "pt" / "policy"}
+
+
+def _args(pretrained: dict[str, Path], out: Path, **kw) -> FinetuneArgs:
+    base = dict(
+        env="navigate",
+        pretrained=str(pretrained["policy"]),
+        prior_data=str(pretrained["data"]),
+        out=str(out),
+        env_steps=900,
+        utd=2.0,
+        batch_size=64,
+        eval_every=300,
+        eval_episodes=10,
+        progress=False,
+        aprl=AprlConfig(enabled=False),
+        optim=OPTIM,
+    )
+    base.update(kw)
+    return FinetuneArgs(**base)
+
+
+@pytest.mark.slow
+def test_finetune_masters_a_heldout_instruction(pretrained, tmp_path):
+    s = run_finetune(_args(pretrained, tmp_path / "run"), env_module=FAKE)
+    assert s["task"] == "go_middle" and s["prior_episodes"] == 100
+    assert s["curve"][0]["env_steps"] == 0  # the zero-shot point
+    assert s["final_success_rate"] >= 0.8, s["curve"]
+    assert s["updates"] == pytest.approx(2.0 * s["env_steps"], abs=2)
+    assert len(EpisodeStore(tmp_path / "run" / "episodes")) == s["episodes"]
+    assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_actor_process_collects_through_the_transport(pretrained, tmp_path):
+    s = run_finetune(
+        _args(pretrained, tmp_path / "actors", env_steps=120, utd=0.5, eval_episodes=0, actors=1),
+        env_module=FAKE,
+    )
+    assert s["env_steps"] >= 120 and s["updates"] >= 60
+    assert len(EpisodeStore(tmp_path / "actors" / "episodes")) == s["episodes"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
+    out = tmp_path / "killed"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from pathlib import Path
+        from tests.finetune.test_finetune import _args, FAKE
+        from finetune.train import run_finetune
+        paths = {{"policy": Path({str(pretrained["policy"])!r}), "data": Path({str(pretrained["data"])!r})}}
+        run_finetune(_args(paths, Path({str(out)!r}), env_steps=int(sys.argv[1]), eval_episodes=2,
+                     resume="--resume" in sys.argv), env_module=FAKE)
+        """
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", script, "3000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while len(list((out / "episodes").glob("ep_*.npz"))) < 12 if (out / "episodes").exists() else True:
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    before = EpisodeStore(out / "episodes").load_all()
+    steps_before = sum(len(e) for e in before)
+    assert len(before) >= 12 and steps_before < 3000
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(steps_before + 60), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    s = json.loads((out / "summary.json").read_text())
+    after = EpisodeStore(out / "episodes").load_all()
+    assert all((a.state == b.state).all() and a.instruction == b.instruction for a, b in zip(after, before))
+    assert s["episodes"] == len(after) > len(before)
+    assert s["env_steps"] == sum(len(e) for e in after) >= steps_before + 60
+    assert s["updates"] >= 2 * steps_before  # the learner's count continued from its snapshot
