@@ -1,0 +1,127 @@
+"""Online fine-tuning comparison on a held-out task (success vs environment steps).
+
+    python scripts/exp_finetune.py --env navigate --pretrained runs/exp_pretrain/navigate/qt/policy \\
+        --prior-data runs/data/navigate --env-steps 5000 --out runs/exp_finetune/navigate
+
+Variants (same task, budget, update ratio and seed):
+  full               pretrained + prior data, APRL on (the full method)
+  full_no_aprl       the same with plain exploration (safety comparison)
+  pretrained_only    pretrained, no prior data
+  scratch_prior      from scratch, with prior data
+  scratch            from scratch, no prior data
+The zero-shot pretrained success is the first point of every pretrained curve.
+Writes results.json and curves.png; prints one JSON object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from finetune.aprl import AprlConfig
+from finetune.train import FinetuneArgs, run_finetune
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env", required=True, choices=["garbage_sort", "navigate"])
+    ap.add_argument("--task", default=None, help="held-out task id (default: the env's first)")
+    ap.add_argument("--pretrained", required=True)
+    ap.add_argument("--prior-data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--env-steps", type=int, default=5000)
+    ap.add_argument("--utd", type=float, default=1.0)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-episodes", type=int, default=20)
+    ap.add_argument(
+        "--variants",
+        nargs="*",
+        default=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch"],
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    for name in args.variants:
+        if name in results:
+            continue
+        pretrained = args.pretrained if name.startswith(("full", "pretrained")) else None
+        prior = args.prior_data if name in ("full", "full_no_aprl", "scratch_prior") else None
+        s = run_finetune(
+            FinetuneArgs(
+                env=args.env,
+                task=args.task,
+                pretrained=pretrained,
+                prior_data=prior,
+                out=str(out / name),
+                env_steps=args.env_steps,
+                utd=args.utd,
+                eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes,
+                aprl=AprlConfig(enabled=name != "full_no_aprl"),
+                seed=args.seed,
+                progress=False,
+            )
+        )
+        results[name] = {
+            k: s[k]
+            for k in (
+                "task",
+                "curve",
+                "final_success_rate",
+                "safety_violations",
+                "human_resets",
+                "env_steps",
+                "updates",
+                "seconds",
+            )
+        }
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        print(name, s["final_success_rate"], s["safety_violations"], flush=True)
+    plot(results, out / "curves.png", args.env)
+    summary = {
+        k: {
+            "final": v["final_success_rate"],
+            "safety_violations": v["safety_violations"],
+            "steps_to_50": steps_to(v["curve"], 0.5),
+        }
+        for k, v in results.items()
+    }
+    print(json.dumps(summary))
+
+
+def steps_to(curve: list[dict], level: float) -> int | None:
+    return next((p["env_steps"] for p in curve if p["success_rate"] >= level), None)
+
+
+def plot(results: dict[str, dict], path: Path, env: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for name, r in results.items():
+        ax.plot(
+            [p["env_steps"] for p in r["curve"]],
+            [100 * p["success_rate"] for p in r["curve"]],
+            marker="o",
+            ms=3,
+            label=name,
+        )
+    task = next(iter(results.values()))["task"] if results else ""
+    ax.set_xlabel("environment steps of online fine-tuning")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"{env}: held-out task {task}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
