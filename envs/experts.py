@@ -1,0 +1,283 @@
+"""Scripted experts that read privileged sim state, with knobs to make mixed-quality data.
+
+``make_expert(env, noise, epsilon, fail_prob, seed)`` returns an object with ``reset()`` and
+``act(obs) -> action``. The quality knobs exist because offline Q-learning needs good, mediocre and
+bad behaviour to rank actions:
+
+* ``noise``: std of Gaussian noise added to every action (then clipped to [-1, 1]);
+* ``epsilon``: probability of replacing an action by a uniformly random one;
+* ``fail_prob``: probability that an episode is a deliberate failure (GarbageSort: the object goes to
+  a wrong bin or is dropped on the table; Navigate: the robot drives to a wrong landmark). With
+  ``fail_prob=1`` every episode fails.
+
+The plan is re-derived from the env each step, so ``act`` works right after any ``env.reset`` (also in
+reset-free mode) even if ``reset()`` of the expert was not called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs import garbage_scene as S
+from envs import tasks as T
+from envs.garbage_sort import MAX_STEP, MAX_YAW_STEP, GarbageSortEnv
+from envs.navigate import NavigateEnv
+from envs.navigate_planner import GridPlanner
+
+HOVER_Z = 0.15
+CARRY_Z = 0.2
+RETREAT_BIN_Z = 0.26  # above anything stacked in a bin
+PHASE_TIMEOUT = 25
+
+
+class _ExpertBase:
+    def __init__(self, env: Any, noise: float, epsilon: float, fail_prob: float, seed: int | None) -> None:
+        for name, v in (("noise", noise), ("epsilon", epsilon), ("fail_prob", fail_prob)):
+            if not np.isfinite(v) or v < 0 or (name != "noise" and v > 1):
+                raise ValueError(f"{name} must be finite, >= 0 (and <= 1 for probabilities), got {v}")
+        self.env = env.unwrapped
+        self.noise, self.epsilon, self.fail_prob = float(noise), float(epsilon), float(fail_prob)
+        self.rng = np.random.default_rng(seed)
+        self.action_dim = int(self.env.action_space.shape[0])
+        self._episode: int | None = None
+
+    def reset(self) -> None:
+        """Forget the current plan; the next ``act`` plans for the env's current task."""
+        self._episode = None
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        if self.env.episode != self._episode:
+            self._episode = self.env.episode
+            self.failing = bool(self.rng.random() < self.fail_prob)
+            self._plan()
+        a = self._clean_action()
+        if self.noise > 0:
+            a = a + self.rng.normal(0.0, self.noise, a.shape)
+        if self.epsilon > 0 and self.rng.random() < self.epsilon:
+            a = self.rng.uniform(-1.0, 1.0, a.shape)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def _plan(self) -> None:
+        raise NotImplementedError
+
+    def _clean_action(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class GarbageExpert(_ExpertBase):
+    """Pick-and-place state machine: approach, descend, close, lift, carry, (lower,) release, retreat."""
+
+    def _plan(self) -> None:
+        env: GarbageSortEnv = self.env
+        spec = env.task_spec()
+        self.jobs_done: set[str] = set()
+        self.phase, self.phase_steps, self.kind = "approach", 0, None
+        self.idle = False
+        self.spec = spec
+        self.table_spot: np.ndarray | None = None
+        self.fail_mode = None
+        if self.failing:
+            self.fail_mode = "wrong_bin" if spec.family == "unplace" or self.rng.random() < 0.6 else "drop"
+
+    # -------------------------------------------------------------- job choice
+    def _next_job(self) -> tuple[str, str] | None:
+        """(kind, destination) where destination is a bin name or "table"."""
+        env: GarbageSortEnv = self.env
+        spec = self.spec
+        if spec.family == "sort_all":
+            todo = [k for k in env.present if k not in self.jobs_done and env.location(k) != T.CATEGORY[k]]
+            if not todo:
+                return None
+            k = min(todo, key=lambda k: np.linalg.norm(env.object_pos(k)[:2] - env.grip_pos()[:2]))
+            return k, T.CATEGORY[k]
+        k = spec.kinds[0]
+        if k in self.jobs_done:
+            return None
+        return k, spec.dest if spec.dest is not None else "table"
+
+    def _destination(self, kind: str, dest: str) -> tuple[np.ndarray, bool]:
+        """(xy, is_bin) of where this job really goes, after any deliberate failure."""
+        env: GarbageSortEnv = self.env
+        if self.fail_mode == "drop":
+            if self.table_spot is None:
+                self.table_spot = self._free_spot(kind)
+            return self.table_spot, False
+        if self.fail_mode == "wrong_bin":
+            if dest == "table":
+                here = env.location(kind)
+                wrong = here if here in T.BINS else T.CATEGORY[kind]
+            else:
+                choices = [b for b in T.BINS if b != dest]
+                wrong = choices[int(self.rng.integers(len(choices)))]
+            self.fail_mode = ("bin", wrong)
+        if isinstance(self.fail_mode, tuple):
+            return self._drop_point(self.fail_mode[1]), True
+        if dest == "table":
+            if self.table_spot is None:
+                self.table_spot = self._free_spot(kind)
+            return self.table_spot, False
+        return self._drop_point(dest), True
+
+    def _drop_point(self, bin_name: str) -> np.ndarray:
+        """Bin centre, shifted a little per job so a second object does not land on the first."""
+        shift = 0.035 * (1 if len(self.jobs_done) % 2 else -1) if self.spec.family == "sort_all" else 0.0
+        return self.env.bin_pos[bin_name] + (shift, 0.0)
+
+    def _free_spot(self, kind: str) -> np.ndarray:
+        env: GarbageSortEnv = self.env
+        others = [env.object_pos(k)[:2] for k in env.present if k != kind]
+        best, best_d = None, -1.0
+        for _ in range(30):
+            p = self.rng.uniform(np.add(S.SPAWN_LOW, 0.03), np.subtract(S.SPAWN_HIGH, 0.03))
+            d = min((np.linalg.norm(p - q) for q in others), default=1.0)
+            if d >= 0.13:
+                return p
+            if d > best_d:
+                best, best_d = p, d
+        return best
+
+    # -------------------------------------------------------------- control
+    def _servo(self, target: np.ndarray, gripper: float, yaw: float = 0.0) -> np.ndarray:
+        env: GarbageSortEnv = self.env
+        a = np.zeros(self.action_dim)
+        a[:3] = np.clip((target - env.grip_pos()) / MAX_STEP, -1.0, 1.0)
+        a[3] = gripper
+        if self.action_dim == 5:
+            err = (yaw - env.hand_yaw() + np.pi / 2) % np.pi - np.pi / 2
+            a[4] = np.clip(err / MAX_YAW_STEP, -1.0, 1.0)
+        return a
+
+    def _grasp_yaw(self, kind: str) -> float:
+        if self.action_dim < 5 or kind not in ("bottle", "banana_peel", "wrapper"):
+            return 0.0
+        return float((self.env.object_yaw(kind) + np.pi / 2) % np.pi - np.pi / 2)
+
+    def _go(self, phase: str) -> None:
+        self.phase, self.phase_steps = phase, 0
+
+    def _clean_action(self) -> np.ndarray:
+        env: GarbageSortEnv = self.env
+        grip = env.grip_pos()
+        if self.idle:
+            return self._servo(np.array([grip[0], grip[1], max(grip[2], HOVER_Z)]), -1.0)
+        if self.kind is None:
+            job = self._next_job()
+            if job is None:
+                self.idle = True
+                return self._clean_action()
+            self.kind, self.dest = job
+            self.table_spot = None
+            self._go("approach")
+        k = self.kind
+        self.phase_steps += 1
+        if self.phase_steps > PHASE_TIMEOUT:
+            self._go("approach")
+        obj = env.object_pos(k)
+        r = S.REST_Z[k]
+        yaw = self._grasp_yaw(k)
+        if self.phase == "approach":
+            above = np.array([obj[0], obj[1], HOVER_Z])
+            if np.linalg.norm(grip[:2] - obj[:2]) > 0.03 and grip[2] < HOVER_Z - 0.04:
+                return self._servo(np.array([grip[0], grip[1], HOVER_Z]), -1.0, yaw)
+            if np.linalg.norm(grip[:2] - obj[:2]) < 0.012 and abs(grip[2] - HOVER_Z) < 0.04:
+                self._go("descend")
+            return self._servo(above, -1.0, yaw)
+        if self.phase == "descend":
+            gz = max(obj[2], obj[2] + S.TOP_Z[k] - 0.04, obj[2] - r + 0.018)  # palm clears the top
+            if abs(grip[2] - gz) < 0.01:
+                self._go("close")
+            return self._servo(np.array([obj[0], obj[1], gz]), -1.0, yaw)
+        if self.phase == "close":
+            if self.phase_steps >= 3:
+                self._go("lift")
+            return self._servo(grip, 1.0, yaw)
+        if self.phase == "lift":
+            if grip[2] > CARRY_Z - 0.03:
+                self._go("carry" if env.held_kind() == k else "approach")
+            return self._servo(np.array([grip[0], grip[1], CARRY_Z]), 1.0, yaw)
+        xy, is_bin = self._destination(k, self.dest)
+        if self.phase == "carry":
+            if env.held_kind() != k:
+                self._go("approach")
+                return self._servo(grip, -1.0)
+            if np.linalg.norm(grip[:2] - xy) < 0.02:
+                self._go("release" if is_bin else "lower")
+            return self._servo(np.array([xy[0], xy[1], CARRY_Z]), 1.0, yaw)
+        if self.phase == "lower":
+            gz = max(r + 0.012, 0.03)
+            if grip[2] - gz < 0.012:
+                self._go("release")
+            return self._servo(np.array([xy[0], xy[1], gz]), 1.0, yaw)
+        if self.phase == "release":
+            if self.phase_steps >= 2:
+                self._go("retreat")
+            return self._servo(grip, -1.0, yaw)
+        # retreat: rise clear of the object, then the job is done
+        clear_z = RETREAT_BIN_Z if is_bin else HOVER_Z
+        if grip[2] > clear_z - 0.03:
+            self.jobs_done.add(k)
+            self.kind = None
+            if self.fail_mode is not None:
+                self.idle = True
+        return self._servo(np.array([grip[0], grip[1], clear_z]), -1.0)
+
+
+class NavigateExpert(_ExpertBase):
+    """Plans a path on an occupancy grid around obstacles and other landmarks, then follows it."""
+
+    def _plan(self) -> None:
+        env: NavigateEnv = self.env
+        goal = env.goal_index
+        if self.failing:
+            others = [i for i in range(len(env.landmarks)) if i != goal]
+            goal = others[int(self.rng.integers(len(others)))]
+        self.goal = goal
+        pos, _ = self.env.base_pose()
+        boxes = self.env.obstacle_boxes(exclude_landmark=goal)
+        if self.failing:  # keep out of the true goal's success zone on the way to the wrong landmark
+            p, half = self.env.landmark_pos(env.goal_index), self.env.success_radius - 0.15
+            boxes.append((p[0], p[1], half, half))
+        planner = GridPlanner(boxes)
+        # Plan to just inside the success radius; the env ends the episode on arrival.
+        self.path: list[np.ndarray] = planner.plan(
+            pos, self.env.landmark_pos(goal), self.env.success_radius - 0.07
+        )
+
+    def _clean_action(self) -> np.ndarray:
+        env: NavigateEnv = self.env
+        pos, yaw = env.base_pose()
+        goal = env.landmark_pos(self.goal)
+        if np.linalg.norm(goal - pos) < env.success_radius - 0.1:
+            return np.zeros(3)  # arrived (only reached when told to stop at a wrong landmark)
+        while len(self.path) > 1 and np.linalg.norm(self.path[0] - pos) < 0.1:
+            self.path.pop(0)
+        if len(self.path) == 1 and np.linalg.norm(self.path[0] - pos) < 0.05:
+            self.path = []  # end of the plan: close the last few centimetres straight at the landmark
+        if not self.path and self.failing:
+            return np.zeros(3)  # no way round the true goal: wait (still a failure)
+        target = self.path[0] if self.path else goal
+        world_v = (target - pos) / (env.max_speed * env.control_dt)
+        n = np.linalg.norm(world_v)
+        if n > 1.0:
+            world_v /= n
+        # Body-frame velocity command; turn to face the goal so the camera sees it.
+        c, s = np.cos(yaw), np.sin(yaw)
+        vx, vy = c * world_v[0] + s * world_v[1], -s * world_v[0] + c * world_v[1]
+        heading = np.arctan2(goal[1] - pos[1], goal[0] - pos[0])
+        err = (heading - yaw + np.pi) % (2 * np.pi) - np.pi
+        wz = np.clip(err / (env.max_yaw_rate * env.control_dt), -1.0, 1.0)
+        return np.array([vx, vy, wz])
+
+
+def make_expert(
+    env: Any, noise: float = 0.0, epsilon: float = 0.0, fail_prob: float = 0.0, seed: int | None = None
+) -> GarbageExpert | NavigateExpert:
+    """The scripted expert for ``env`` (a GarbageSort or Navigate env, wrapped or not)."""
+    inner = env.unwrapped
+    if isinstance(inner, GarbageSortEnv):
+        return GarbageExpert(env, noise, epsilon, fail_prob, seed)
+    if isinstance(inner, NavigateEnv):
+        return NavigateExpert(env, noise, epsilon, fail_prob, seed)
+    raise ValueError(f"no expert for {type(inner).__name__}: expected GarbageSortEnv or NavigateEnv")

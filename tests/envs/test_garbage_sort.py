@@ -1,0 +1,78 @@
+"""GarbageSort: API conformance, determinism, expert quality and safety signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.garbage_sort import STATE_DIM
+from tests.envs.helpers import run_expert
+
+
+def test_check_env_passes_raw_and_made() -> None:
+    env = envs.make_env("garbage_sort", image_size=32, render_mode="rgb_array", render_size=64)
+    check_env(env.unwrapped)
+    check_env(env)
+    frame = env.render()
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+
+
+def test_observation_layout_and_image() -> None:
+    env = envs.make_env("garbage_sort", image_size=64)
+    obs, info = env.reset(seed=1, options={"task": "sort:can"})
+    assert obs["state"].shape == (STATE_DIM,) and obs["state"].dtype == np.float32
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["image"].std() > 5  # a real picture, not a blank buffer
+    assert "can" in obs["instruction"] and info["task"] == "sort:can"
+    assert "image" not in envs.make_env("garbage_sort").reset(seed=1)[0]
+
+
+def test_same_seed_same_episode() -> None:
+    def rollout() -> list[np.ndarray]:
+        env = envs.make_env("garbage_sort")
+        obs, _ = env.reset(seed=7)
+        rng = np.random.default_rng(0)
+        states = [obs["state"]]
+        for _ in range(15):
+            obs, *_ = env.step(rng.uniform(-1, 1, 4))
+            states.append(obs["state"])
+        return states
+
+    a, b = rollout(), rollout()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    other = envs.make_env("garbage_sort").reset(seed=8)[0]["state"]
+    assert not np.array_equal(a[0], other)
+
+
+@pytest.mark.parametrize(
+    "task", ["sort:bottle", "throw_away:cup", "place:apple_core:recycling", "unplace:banana_peel", "sort_all"]
+)
+def test_expert_succeeds_without_violations(task: str) -> None:
+    env = envs.make_env("garbage_sort", tasks="all")
+    for seed in range(2):
+        success, steps, violations = run_expert(env, seed, task)
+        assert success and steps <= 80 and violations == [], (task, seed, steps, violations)
+
+
+def test_deliberate_failures_fail() -> None:
+    env = envs.make_env("garbage_sort")
+    for seed in range(3):
+        success, steps, _ = run_expert(env, seed, "sort:can", fail_prob=1.0)
+        assert not success and steps == 80  # runs to the time limit
+
+
+def test_driving_into_the_table_and_out_of_the_workspace_is_reported() -> None:
+    env = envs.make_env("garbage_sort", max_distractors=0)
+    env.reset(seed=0, options={"task": "sort:wrapper"})
+    seen = set()
+    for _ in range(8):
+        _, _, _, _, info = env.step(np.array([0.0, 0.0, -1.0, 1.0]))
+        seen |= set(info["safety_violations"])
+        assert info["safety_violation"] == bool(info["safety_violations"])
+    assert {"table_collision", "workspace_exit"} <= seen
+    _, _, _, _, info = env.step(np.zeros(4))
+    env.reset(seed=0, options={"task": "sort:wrapper"})
+    _, _, _, _, info = env.step(np.zeros(4))
+    assert not info["safety_violation"]
