@@ -151,6 +151,8 @@ def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
         action_dim=meta["action_dim"],
         image_size=image_size,
         num_images=args.num_frames * max(1, len(meta["cameras"])) if image_size else 1,
+        # Behaviour cloning reads the head's outputs as logits of a softmax over bins: no sigmoid.
+        q_activation="none" if args.loss.behavior_cloning else args.model.q_activation,
     )
     optim = args.optim
     if optim.total_steps == 0:

@@ -24,6 +24,11 @@ from qtransformer.batch import Batch
 from qtransformer.config import LossConfig
 
 
+def model_cfg(model: nn.Module):  # noqa: ANN201
+    """The ModelConfig of a (possibly DDP-wrapped) QTransformer."""
+    return getattr(model, "module", model).cfg
+
+
 def check_batch(batch: Batch, num_bins: int) -> None:
     """Entry-point shape checks; the model checks observation shapes itself."""
     B = batch.size
@@ -83,6 +88,11 @@ def qtransformer_loss(
     q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
+        if getattr(getattr(model, "module", model), "cfg", None) is not None and model_cfg(model).q_activation != "none":
+            raise ValueError(
+                "behaviour cloning needs raw logits: build the model with q_activation='none' "
+                "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
+            )
         bc = F.cross_entropy(q.flatten(0, 1).float(), bins.flatten())
         acc = (q.argmax(-1) == bins).float().mean()
         return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": q.detach().float().mean()}

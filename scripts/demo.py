@@ -34,7 +34,7 @@ class DemoArgs:
     """Offline gradient steps."""
     finetune_env_steps: int = 1500
     """Online environment steps on the held-out task."""
-    eval_episodes: int = 10
+    eval_episodes: int = 5
     """Evaluation episodes per task."""
     workers: int = 2
     """Data-generation processes."""

@@ -1,8 +1,8 @@
 """The offline pipeline learns: datagen -> streaming loader -> conservative Q-learning -> greedy policy.
 
 On the fake point-reaching env with mixed-quality data (half expert, 30% noisy, 20% walking away),
-Q-Transformer must solve the task from language ("go left" / "go right"); behaviour cloning on the same
-data copies the failures, which is the paper's argument for offline RL on mixed data.
+Q-Transformer must solve the task from language ("go left" / "go right"). Behaviour cloning with the same
+network must learn it too: a baseline that cannot is a broken baseline (its head must emit raw logits).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _success(policy: QTransformerPolicy, episodes: int = 40) -> float:
 
 
 @pytest.mark.slow
-def test_q_transformer_learns_from_mixed_quality_data_where_bc_does_not(tmp_path, text_encoder):
+def test_q_transformer_and_bc_both_learn_from_mixed_quality_data(tmp_path, text_encoder):
     data = run_datagen(
         DatagenArgs(env="navigate", out=tmp_path / "data", episodes=120, workers=1, seed=0),
         env_module="tests.pretrain.fake_env",
@@ -54,4 +54,4 @@ def test_q_transformer_learns_from_mixed_quality_data_where_bc_does_not(tmp_path
             QTransformerPolicy.from_checkpoint(tmp_path / name / "policy", encoder=text_encoder)
         )
     assert rates["qt"] >= 0.7, rates
-    assert rates["qt"] >= rates["bc"] + 0.3, rates
+    assert rates["bc"] >= 0.5, rates

@@ -131,3 +131,11 @@ def test_loss_rejects_bad_batches():
         qtransformer_loss(online, target, batch, LossConfig())
     with pytest.raises(ValueError, match="target model"):
         qtransformer_loss(online, None, _setup()[0], LossConfig())
+
+
+def test_behavior_cloning_refuses_a_sigmoid_head():
+    cfg = tiny_config()
+    with pytest.raises(ValueError, match="raw logits"):
+        qtransformer_loss(QTransformer(cfg), None, random_batch(cfg), LossConfig(behavior_cloning=True))
+    loss, _ = qtransformer_loss(QTransformer(tiny_config(q_activation="none")), None, random_batch(cfg), LossConfig(behavior_cloning=True))
+    assert torch.isfinite(loss)
