@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtransformer.batch import Batch
-from qtransformer.config import LossConfig
+from qtransformer.config import LossConfig, ModelConfig
 
 
-def model_cfg(model: nn.Module):  # noqa: ANN201
+def model_cfg(model: nn.Module) -> ModelConfig:
     """The ModelConfig of a (possibly DDP-wrapped) QTransformer."""
     return getattr(model, "module", model).cfg
 
