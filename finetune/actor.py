@@ -102,10 +102,8 @@ class Actor:
             keep_trajectory=True,
         )
         self.episodes += 1
-        if self.cautious.cfg.enabled:
-            if self.episodes % 5 == 1:
-                self.cautious.train(iters=100)
-            self.cautious.step()
+        if self.cautious.cfg.enabled and self.episodes % 5 == 1:
+            self.cautious.train(iters=100)  # the range itself adapts every few steps inside observe()
         tr = r.trajectory
         assert tr is not None
         ep = Episode(

@@ -28,7 +28,7 @@ class AprlConfig:
 
     enabled: bool = True
     """Restrict the action range by the dynamics model's confidence (off = plain exploration)."""
-    initial_scale: float = 0.3
+    initial_scale: float = 0.5
     """Starting half-width of each dimension's allowed range, as a fraction of the full range."""
     min_scale: float = 0.1
     """The range never shrinks below this fraction."""
@@ -36,9 +36,9 @@ class AprlConfig:
     """Multiplicative widening per update when the model is confident."""
     shrink: float = 0.15
     """Multiplicative narrowing per update, for dimensions used near their limit, when it is not."""
-    low_error: float = 1.5
-    """Confident when recent error < low_error x the model's own training error."""
-    high_error: float = 3.0
+    low_error: float = 2.0
+    """Confident when recent error < low_error x the model's own held-out error."""
+    high_error: float = 4.0
     """Surprised when recent error > high_error x the model's own training error."""
     near_limit: float = 0.8
     """A dimension 'pushed its limit' when |a| >= near_limit x its current half-width."""
@@ -46,6 +46,8 @@ class AprlConfig:
     """Errors below this (in units of the typical state change) always count as confident."""
     window: int = 50
     """Recent transitions the error is averaged over."""
+    adapt_every: int = 10
+    """Environment steps between range updates (the range follows the robot within an episode)."""
     ensemble: int = 3
     """Dynamics models in the ensemble."""
     hidden: int = 128
@@ -98,6 +100,7 @@ class CautiousRange:
         self.recent: deque[tuple[float, np.ndarray]] = deque(maxlen=cfg.window)
         self.train_error = float("nan")
         self.updates = 0
+        self.observed = 0
 
     # ----------------------------------------------------------- range
     def limits(self) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +138,9 @@ class CautiousRange:
         half = (self.bins.high - self.bins.low) / 2 * self.scale
         mid = (self.bins.low + self.bins.high) / 2
         self.recent.append((err, np.abs(a - mid) >= self.cfg.near_limit * half))
+        self.observed += 1
+        if self.observed % self.cfg.adapt_every == 0:
+            self.step()
 
     def error_ratio(self) -> float:
         if not self.recent or not np.isfinite(self.train_error):

@@ -36,7 +36,7 @@ def test_dynamics_error_drives_the_range_on_synthetic_data():
     """Learned linear dynamics: familiar transitions keep errors low (range grows); a change in the
     dynamics while pushing dimension 0 to its limit raises the error and shrinks dimension 0 only."""
     rng = np.random.default_rng(0)
-    cr = _range(initial_scale=0.5, window=20)
+    cr = _range(initial_scale=0.5, window=20, adapt_every=10**9, low_error=1.5, high_error=3.0)
     A = rng.normal(size=(2, 3)) * 0.1
 
     def transition(a, broken=False):
