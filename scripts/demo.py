@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from scripts.plots import plot_success_curves
 
 
 @dataclass
@@ -47,31 +48,6 @@ class DemoArgs:
 def _stage(name: str) -> float:
     print(f"\n=== {name} ===", flush=True)
     return time.perf_counter()
-
-
-def plot_curve(curve: list[dict[str, Any]], zero_shot: float, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    ax.plot(
-        [p["env_steps"] for p in curve],
-        [100 * p["success_rate"] for p in curve],
-        marker="o",
-        label="pretrained + prior data",
-    )
-    ax.axhline(100 * zero_shot, color="gray", ls="--", label="zero-shot pretrained")
-    ax.set_xlabel("environment steps of fine-tuning")
-    ax.set_ylabel("success rate (%)")
-    ax.set_ylim(-5, 105)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def record_gif(policy: Any, env_name: str, task: str, path: Path, seed: int) -> bool:
@@ -159,8 +135,12 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     tuned = QTransformerPolicy.from_checkpoint(out / "finetune" / "policy", encoder=policy.encoder)
     after = evaluate_policy(tuned, args.env, [heldout_task], args.eval_episodes, ("train", "heldout"))
     record_gif(tuned, args.env, heldout_task, out / "rollout_after.gif", seed=args.seed + 7)
-    plot_curve(
-        ft["curve"], zero["success_rate"], out / "curve.png", f"{args.env}: fine-tuning on {heldout_task}"
+    plot_success_curves(
+        {"pretrained + prior data": [(p["env_steps"], p["success_rate"]) for p in ft["curve"]]},
+        out / "curve.png",
+        "environment steps of fine-tuning",
+        f"{args.env}: fine-tuning on {heldout_task}",
+        hline=(zero["success_rate"], "zero-shot pretrained"),
     )
     timings["report_s"] = time.perf_counter() - t
     results = {

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
+from scripts.plots import plot_success_curves
 
 
 def main() -> None:
@@ -97,30 +98,11 @@ def steps_to(curve: list[dict], level: float) -> int | None:
 
 
 def plot(results: dict[str, dict], path: Path, env: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-    for name, r in results.items():
-        ax.plot(
-            [p["env_steps"] for p in r["curve"]],
-            [100 * p["success_rate"] for p in r["curve"]],
-            marker="o",
-            ms=3,
-            label=name,
-        )
+    series = {k: [(p["env_steps"], p["success_rate"]) for p in r["curve"]] for k, r in results.items()}
     task = next(iter(results.values()))["task"] if results else ""
-    ax.set_xlabel("environment steps of online fine-tuning")
-    ax.set_ylabel("success rate (%)")
-    ax.set_ylim(-5, 105)
-    ax.set_title(f"{env}: held-out task {task}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    plot_success_curves(
+        series, path, "environment steps of online fine-tuning", f"{env}: held-out task {task}"
+    )
 
 
 if __name__ == "__main__":

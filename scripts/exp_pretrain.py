@@ -24,6 +24,7 @@ from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.text import TextEncoder
+from scripts.plots import plot_success_curves
 
 VARIANTS: dict[str, tuple[LossConfig, bool]] = {
     "qt": (LossConfig(), False),
@@ -100,28 +101,10 @@ def main() -> None:
 
 
 def plot(results: dict[str, dict], path: Path, env: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-    for name, r in results.items():
-        ax.plot(
-            [p["step"] for p in r["curve"]],
-            [100 * p["success_rate"] for p in r["curve"]],
-            marker="o",
-            label=name,
-        )
-    ax.set_xlabel("offline gradient steps")
-    ax.set_ylabel("success rate, training tasks (%)")
-    ax.set_ylim(-5, 105)
-    ax.set_title(f"{env}: offline pretraining on mixed-quality data")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    series = {k: [(p["step"], p["success_rate"]) for p in r["curve"]] for k, r in results.items()}
+    plot_success_curves(
+        series, path, "offline gradient steps", f"{env}: offline pretraining on mixed-quality data"
+    )
 
 
 if __name__ == "__main__":
