@@ -33,7 +33,7 @@ class DemoArgs:
     """Episodes of prior data to generate."""
     pretrain_steps: int = 1500
     """Offline gradient steps."""
-    finetune_env_steps: int = 1500
+    finetune_env_steps: int = 1000
     """Online environment steps on the held-out task."""
     eval_episodes: int = 5
     """Evaluation episodes per task."""
@@ -124,6 +124,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
             prior_data=str(data),
             out=str(out / "finetune"),
             env_steps=args.finetune_env_steps,
+            utd=1.0,
+            batch_size=64,
             eval_every=max(1, args.finetune_env_steps // 5),
             eval_episodes=args.eval_episodes,
             seed=args.seed,
