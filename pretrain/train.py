@@ -141,10 +141,14 @@ def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
     image_size = args.image_size or 0
     if image_size:
         if not meta["cameras"]:
-            raise ValueError(f"--image-size {image_size} asked for, but the dataset {args.dataset} has no camera images")
+            raise ValueError(
+                f"--image-size {image_size} asked for, but the dataset {args.dataset} has no camera images"
+            )
         for cam, shape in meta["image_shapes"].items():
             if shape[:2] != (image_size, image_size):
-                raise ValueError(f"camera {cam!r} of {args.dataset} has images {shape}, not {image_size}x{image_size}")
+                raise ValueError(
+                    f"camera {cam!r} of {args.dataset} has images {shape}, not {image_size}x{image_size}"
+                )
     model = dataclasses.replace(
         args.model,
         state_dim=meta["state_dim"],

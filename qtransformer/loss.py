@@ -88,7 +88,10 @@ def qtransformer_loss(
     q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
-        if getattr(getattr(model, "module", model), "cfg", None) is not None and model_cfg(model).q_activation != "none":
+        if (
+            getattr(getattr(model, "module", model), "cfg", None) is not None
+            and model_cfg(model).q_activation != "none"
+        ):
             raise ValueError(
                 "behaviour cloning needs raw logits: build the model with q_activation='none' "
                 "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"

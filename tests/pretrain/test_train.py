@@ -31,8 +31,15 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_pretrain_takes_real_steps_and_exports_a_policy(dataset, tmp_path, text_encoder):
     args = PretrainArgs(
-        dataset=str(dataset), out=str(tmp_path / "run"), steps=6, batch_size=8, save_every=3, log_every=2,
-        image_size=16, num_frames=2, progress=False,
+        dataset=str(dataset),
+        out=str(tmp_path / "run"),
+        steps=6,
+        batch_size=8,
+        save_every=3,
+        log_every=2,
+        image_size=16,
+        num_frames=2,
+        progress=False,
         model=ModelConfig(d_model=32, n_layers=1, n_heads=2, conv_channels=(8,)),
     )
     out = run_pretrain(args)
@@ -49,7 +56,9 @@ def test_bad_arguments_are_named(dataset, tmp_path):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         PretrainArgs(dataset=str(dataset), steps=0)
     with pytest.raises(ValueError, match="not 32x32"):
-        run_pretrain(PretrainArgs(dataset=str(dataset), out=str(tmp_path / "r"), image_size=32, progress=False))
+        run_pretrain(
+            PretrainArgs(dataset=str(dataset), out=str(tmp_path / "r"), image_size=32, progress=False)
+        )
     with pytest.raises(FileNotFoundError, match="not a dataset"):
         run_pretrain(PretrainArgs(dataset=str(tmp_path / "none"), out=str(tmp_path / "r"), progress=False))
 
@@ -62,9 +71,27 @@ def _qt(*args: str) -> list[str]:
 def test_two_processes_over_gloo_end_with_identical_weights(dataset, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "scripts.cli", "pretrain", "--dataset", str(dataset), "--out", str(out), "--steps", "6",
-        "--batch-size", "8", "--save-every", "3", *TINY,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "scripts.cli",
+        "pretrain",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "3",
+        *TINY,
     ]
     subprocess.run(cmd, check=True, timeout=300, capture_output=True)
     s0, s1 = (json.loads((out / f"summary_rank{r}.json").read_text()) for r in (0, 1))
@@ -78,8 +105,20 @@ def test_two_processes_over_gloo_end_with_identical_weights(dataset, tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_finishes_at_the_same_step(dataset, tmp_path):
     out = tmp_path / "killed"
-    cmd = _qt("pretrain", "--dataset", str(dataset), "--out", str(out), "--steps", "400", "--batch-size", "8",
-              "--save-every", "5", *TINY)
+    cmd = _qt(
+        "pretrain",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--steps",
+        "400",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "5",
+        *TINY,
+    )
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not (out / "checkpoints" / "step_00000010").exists():

@@ -137,5 +137,10 @@ def test_behavior_cloning_refuses_a_sigmoid_head():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="raw logits"):
         qtransformer_loss(QTransformer(cfg), None, random_batch(cfg), LossConfig(behavior_cloning=True))
-    loss, _ = qtransformer_loss(QTransformer(tiny_config(q_activation="none")), None, random_batch(cfg), LossConfig(behavior_cloning=True))
+    loss, _ = qtransformer_loss(
+        QTransformer(tiny_config(q_activation="none")),
+        None,
+        random_batch(cfg),
+        LossConfig(behavior_cloning=True),
+    )
     assert torch.isfinite(loss)
