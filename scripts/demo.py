@@ -184,7 +184,8 @@ def _report(r: dict[str, Any]) -> str:
             f"({', '.join(f'{k[:-2]} {v:.0f}s' for k, v in r['timings_s'].items())}).",
             "",
             "Files: `curve.png` (success vs fine-tuning steps), `rollout_before.gif`, `rollout_after.gif`, `results.json`.",
-            "This is the small CPU budget; docs/results.md lists what the full presets reach.",
+            "This is the small CPU budget (minutes on 2 cores). docs/results.md records the larger runs measured so far "
+            "and where they fall short; scripts/exp_pretrain.py and scripts/exp_finetune.py run them.",
             "",
         ]
     )
