@@ -1,4 +1,4 @@
-"""``qt demo``: the whole system in one command, small enough for 2 CPU cores in about ten minutes.
+"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about four minutes).
 
 1. generate a mixed-quality multi-task dataset with the scripted experts (``qt datagen``);
 2. pretrain a Q-Transformer offline on it (``qt pretrain``);
@@ -23,7 +23,7 @@ from scripts.plots import plot_success_curves
 
 @dataclass
 class DemoArgs:
-    """The end-to-end demo. Defaults finish in about ten minutes on 2 CPU cores."""
+    """The end-to-end demo. Defaults finish in about four minutes on 2 CPU cores."""
 
     env: Literal["garbage_sort", "navigate"] = "navigate"
     """Env of the demo."""

@@ -115,6 +115,16 @@ def test_serve_answers_a_client(pipeline):
             if m := re.search(r"listening on ws://[\d.]+:(\d+)", line):
                 port = int(m.group(1))
         assert port, "the server did not report its port"
+        import urllib.error
+        import urllib.request
+
+        ready = False
+        while not ready and time.monotonic() < deadline:  # the port opens before the model is loaded
+            try:
+                ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        assert ready, "the server never became ready"
         client = PolicyClient(f"ws://127.0.0.1:{port}", timeout=60)
         state_dim = client.metadata["observation"]["state"]["shape"][0]
         import numpy as np
