@@ -62,6 +62,18 @@ def parse_task(task_id: str) -> TaskSpec:
     raise ValueError(f"unknown GarbageSort task {task_id!r}")
 
 
+def garbage_sort_spaces(use_yaw: bool, image_size: int) -> tuple[spaces.Box, spaces.Dict]:
+    """The action and observation spaces of GarbageSort, shared with ``RealArmEnv`` so the two never drift."""
+    action = spaces.Box(-1.0, 1.0, (5 if use_yaw else 4,), np.float32)
+    obs: dict[str, spaces.Space] = {
+        "state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
+        "instruction": instruction_space(),
+    }
+    if image_size:
+        obs["image"] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+    return action, spaces.Dict(obs)
+
+
 class GarbageSortEnv(LanguageTaskEnv):
     """See the module docstring; kwargs are documented in docs/envs.md."""
 
@@ -95,14 +107,7 @@ class GarbageSortEnv(LanguageTaskEnv):
         self.n_substeps = round(S.CONTROL_DT / self.model.opt.timestep)
         self._ids()
         self._home_qpos = self._settle_home()
-        self.action_space = spaces.Box(-1.0, 1.0, (5 if self.use_yaw else 4,), np.float32)
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
-            "instruction": instruction_space(),
-        }
-        if self.image_size:
-            obs_spaces["image"] = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space, self.observation_space = garbage_sort_spaces(self.use_yaw, self.image_size)
         self._image_renderer: mujoco.Renderer | None = None
         self._render_renderer: mujoco.Renderer | None = None
         self.present: list[str] = []

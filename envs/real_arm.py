@@ -19,12 +19,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
 from envs import garbage_scene as S
 from envs import tasks as T
-from envs.common import INSTRUCTION_CHARSET, check_size, instruction_space
-from envs.garbage_sort import MAX_STEP, MAX_YAW_STEP, OBJ_SLOT, STATE_DIM, GarbageSortEnv
+from envs.common import INSTRUCTION_CHARSET, check_size
+from envs.garbage_sort import MAX_STEP, MAX_YAW_STEP, OBJ_SLOT, GarbageSortEnv, garbage_sort_spaces
 from envs.safety import SafetyConfig, SafetyLayer
 
 
@@ -112,14 +111,7 @@ class RealArmEnv(gym.Env):
         self.perception = perception
         self.success_fn = success_fn
         self.control_dt = float(control_dt)
-        self.action_space = spaces.Box(-1.0, 1.0, (5 if self.use_yaw else 4,), np.float32)
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
-            "instruction": instruction_space(),
-        }
-        if self.image_size:
-            obs_spaces["image"] = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space, self.observation_space = garbage_sort_spaces(self.use_yaw, self.image_size)
         self._prev_ee = np.zeros(3)
 
     @staticmethod
