@@ -47,6 +47,18 @@ class _ExpertBase:
         """Forget the current plan; the next ``act`` plans for the env's current task."""
         self._episode = None
 
+    @property
+    def finished(self) -> bool:
+        """True once the expert has nothing left to do but wait (a deliberate failure has come to rest).
+
+        Data generation ends such an episode there, as an operator would stop recording, instead of
+        logging idle frames until the time limit.
+        """
+        return self._episode is not None and self._finished()
+
+    def _finished(self) -> bool:
+        return False
+
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         if self.env.episode != self._episode:
             self._episode = self.env.episode
@@ -157,6 +169,9 @@ class GarbageExpert(_ExpertBase):
     def _go(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
 
+    def _finished(self) -> bool:
+        return bool(self.idle)
+
     def _clean_action(self) -> np.ndarray:
         env: GarbageSortEnv = self.env
         grip = env.grip_pos()
@@ -234,6 +249,7 @@ class NavigateExpert(_ExpertBase):
             others = [i for i in range(len(env.landmarks)) if i != goal]
             goal = others[int(self.rng.integers(len(others)))]
         self.goal = goal
+        self.stopped = False
         pos, _ = self.env.base_pose()
         boxes = self.env.obstacle_boxes(exclude_landmark=goal)
         if self.failing:  # keep out of the true goal's success zone on the way to the wrong landmark
@@ -245,17 +261,22 @@ class NavigateExpert(_ExpertBase):
             pos, self.env.landmark_pos(goal), self.env.success_radius - 0.07
         )
 
+    def _finished(self) -> bool:
+        return self.stopped
+
     def _clean_action(self) -> np.ndarray:
         env: NavigateEnv = self.env
         pos, yaw = env.base_pose()
         goal = env.landmark_pos(self.goal)
         if np.linalg.norm(goal - pos) < env.success_radius - 0.1:
+            self.stopped = True
             return np.zeros(3)  # arrived (only reached when told to stop at a wrong landmark)
         while len(self.path) > 1 and np.linalg.norm(self.path[0] - pos) < 0.1:
             self.path.pop(0)
         if len(self.path) == 1 and np.linalg.norm(self.path[0] - pos) < 0.05:
             self.path = []  # end of the plan: close the last few centimetres straight at the landmark
         if not self.path and self.failing:
+            self.stopped = True
             return np.zeros(3)  # no way round the true goal: wait (still a failure)
         target = self.path[0] if self.path else goal
         world_v = (target - pos) / (env.max_speed * env.control_dt)

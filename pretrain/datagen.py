@@ -86,6 +86,11 @@ class DatagenArgs:
     """Std of the Gaussian action noise of noisy episodes."""
     epsilon: float = 0.2
     """Probability of a uniformly random action per step in noisy episodes."""
+    stop_when_finished: bool = True
+    """End an episode once the expert has nothing left to do (a deliberate failure at rest at the wrong
+    goal), as an operator stops recording; False logs idle frames up to the time limit. Idle frames are
+    not harmless: on Navigate they made a quarter of all actions "stand still", the greedy Q-policy
+    learned to stand still (docs/results.md, section 2)."""
     fps: int = 10
     """Control frequency recorded in ``info.json`` (timestamps = frame_index / fps)."""
     seed: int = 0
@@ -155,7 +160,9 @@ def _shard_done(root: Path) -> bool:
     return (root / INFO_PATH).exists()
 
 
-def _rollout(env: Any, expert: Any, seed: int, env_name: str, quality: str) -> Episode:
+def _rollout(
+    env: Any, expert: Any, seed: int, env_name: str, quality: str, stop_when_finished: bool = True
+) -> Episode:
     obs, info = env.reset(seed=seed)
     expert.reset()
     states, actions, rewards, images = [], [], [], []
@@ -171,6 +178,8 @@ def _rollout(env: Any, expert: Any, seed: int, env_name: str, quality: str) -> E
         actions.append(action)
         rewards.append(float(reward))
         task_id = str(info.get("task", task_id))
+        if stop_when_finished and not terminated and getattr(expert, "finished", False):
+            truncated = True  # the recording stops; the episode is cut, not terminal
     return Episode(
         state=np.stack(states),
         action=np.stack(actions),
@@ -209,7 +218,7 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
                 ep_seed, expert_seed = np.random.SeedSequence([args.seed, job.index, i]).generate_state(2)
                 quality = quality_of(job.index * _episodes_per_file(args) + i, args)
                 expert = envs.make_expert(env, seed=int(expert_seed), **settings[quality])
-                w.add_episode(_rollout(env, expert, int(ep_seed), args.env, quality))
+                w.add_episode(_rollout(env, expert, int(ep_seed), args.env, quality, args.stop_when_finished))
     finally:
         env.close()
     return job.index, DatasetMeta.load(job.root).total_frames

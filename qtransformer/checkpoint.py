@@ -154,6 +154,7 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
 def build_model(ckpt: PolicyCheckpoint) -> QTransformer:
     """Instantiate the network and load the weights, naming any mismatched tensors."""
     model = QTransformer(ckpt.model_config)
+    ckpt.state_dict = QTransformer.upgrade_state_dict(ckpt.state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ckpt.state_dict))
     unexpected = sorted(set(ckpt.state_dict) - set(expected))

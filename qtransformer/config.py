@@ -50,6 +50,9 @@ class ModelConfig:
     """Residual FiLM conv blocks after each downsampling stage (capacity that runs once per action)."""
     state_tokens: int = 1
     """Tokens the state MLP produces."""
+    state_film: bool = True
+    """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
+    (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
     dropout: float = 0.0
     """Dropout inside the transformer."""
     head_layernorm: bool = True
@@ -89,7 +92,8 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        # Configs written before the state encoder could be FiLM-conditioned describe networks without it.
+        return cls(**{"state_film": False, **d})
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {

@@ -46,6 +46,27 @@ class FiLM(nn.Module):
         return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
+class StateEncoder(nn.Module):
+    """State MLP, optionally FiLM-modulated by the instruction (``ModelConfig.state_film``).
+
+    Without FiLM the state is squeezed into its tokens before the instruction can say which part of
+    it matters, and the transformer has to undo that; with FiLM the hidden layer is gated by the task.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h = 2 * cfg.d_model
+        self.inp = nn.Linear(cfg.state_dim, h)
+        self.film = FiLM(cfg.text_dim, h) if cfg.state_film else None
+        self.out = nn.Linear(h, cfg.state_tokens * cfg.d_model)
+
+    def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = self.inp(state)
+        if self.film is not None:
+            x = self.film(x[:, :, None, None], text)[:, :, 0, 0]
+        return self.out(F.gelu(x))
+
+
 class ImageEncoder(nn.Module):
     """FiLM-conditioned conv net + learned spatial attention pooling to a few tokens per image.
 
@@ -143,11 +164,7 @@ class QTransformer(nn.Module):
         self.cfg = cfg
         d, D, K = cfg.d_model, cfg.action_dim, cfg.num_bins
         self.text_in = nn.Linear(cfg.text_dim, d)
-        self.state_in = (
-            nn.Sequential(nn.Linear(cfg.state_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.state_tokens * d))
-            if cfg.state_dim > 0
-            else None
-        )
+        self.state_in = StateEncoder(cfg) if cfg.state_dim > 0 else None
         self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
         self.num_context = 1 + (cfg.state_tokens if cfg.state_dim > 0 else 0)
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
@@ -176,6 +193,18 @@ class QTransformer(nn.Module):
         for blk in self.blocks:
             nn.init.normal_(blk.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
             nn.init.normal_(blk.ff[2].weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def upgrade_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename tensors of older checkpoints (the state MLP was a Sequential: ``0.*`` in, ``2.*`` out)."""
+        renames = {"state_in.0.": "state_in.inp.", "state_in.2.": "state_in.out."}
+        out = {}
+        for k, v in state_dict.items():
+            for old, new in renames.items():
+                if k.startswith(old):
+                    k = new + k[len(old) :]
+            out[k] = v
+        return out
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -215,7 +244,7 @@ class QTransformer(nn.Module):
         B = instruction_emb.shape[0]
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
-            toks.append(self.state_in(state).view(B, self.cfg.state_tokens, -1))
+            toks.append(self.state_in(state, instruction_emb).view(B, self.cfg.state_tokens, -1))
         if self.images_in is not None:
             toks.append(self.images_in(images, instruction_emb))
         return torch.cat(toks, dim=1) + self.context_pos

@@ -9,6 +9,10 @@ Variants (same network, data order, steps, batch size and seed):
   bc_success    behaviour cloning on successful episodes only
   qt_no_cons    Q-Transformer without the conservative term
   qt_no_mc      Q-Transformer without the Monte-Carlo bound
+Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md section 2):
+  qt_alpha5, qt_alpha0.2   conservative weight 5 / 0.2 instead of 1
+  qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
+  qt_bins32                32 bins per dimension instead of 256
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -26,13 +30,20 @@ from qtransformer.policy import QTransformerPolicy
 from qtransformer.text import TextEncoder
 from scripts.plots import plot_success_curves
 
-VARIANTS: dict[str, tuple[LossConfig, bool]] = {
-    "qt": (LossConfig(), False),
-    "bc_all": (LossConfig(behavior_cloning=True), False),
-    "bc_success": (LossConfig(behavior_cloning=True), True),
-    "qt_no_cons": (LossConfig(use_conservative=False), False),
-    "qt_no_mc": (LossConfig(use_mc_bound=False), False),
+SMALL = {"d_model": 128, "n_layers": 2, "n_heads": 4}
+# name -> (loss, success-only data, model overrides on top of SMALL)
+VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
+    "qt": (LossConfig(), False, {}),
+    "bc_all": (LossConfig(behavior_cloning=True), False, {}),
+    "bc_success": (LossConfig(behavior_cloning=True), True, {}),
+    "qt_no_cons": (LossConfig(use_conservative=False), False, {}),
+    "qt_no_mc": (LossConfig(use_mc_bound=False), False, {}),
+    "qt_alpha5": (LossConfig(alpha=5.0), False, {}),
+    "qt_alpha0.2": (LossConfig(alpha=0.2), False, {}),
+    "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
+    "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
 }
+DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 
 def main() -> None:
@@ -45,7 +56,7 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=100, help="per task, final evaluation")
     ap.add_argument("--curve-points", type=int, default=4)
     ap.add_argument("--curve-episodes", type=int, default=10)
-    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -58,12 +69,12 @@ def main() -> None:
     for name in args.variants:
         if name in results:
             continue
-        loss, success_only = VARIANTS[name]
+        loss, success_only, model_kw = VARIANTS[name]
         run = out / name
         pa = PretrainArgs(
             dataset=args.dataset,
             out=str(run),
-            model=ModelConfig(d_model=128, n_layers=2, n_heads=4),
+            model=ModelConfig(**SMALL, **model_kw),
             loss=loss,
             optim=OptimConfig(lr=3e-4, warmup_steps=100),
             steps=args.steps,

@@ -24,6 +24,7 @@ CONFIG = ModelConfig(
     n_layers=1,
     n_heads=2,
     image_size=16,
+    state_film=False,  # the artifact predates the FiLM state encoder: old checkpoints must still load
     num_images=2,
     conv_channels=(8, 8),
     conv_blocks=1,

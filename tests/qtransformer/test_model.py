@@ -53,6 +53,32 @@ def test_q_values_are_bounded_by_sigmoid_and_instruction_matters():
     assert not torch.allclose(q[0], q[1])
 
 
+@pytest.mark.parametrize("film", [False, True])
+def test_state_tokens_depend_on_the_instruction_only_with_state_film(film):
+    torch.manual_seed(0)
+    cfg = tiny_config(state_film=film)
+    enc = QTransformer(cfg).state_in.eval()
+    state = torch.randn(1, cfg.state_dim).repeat(2, 1)
+    emb = torch.randn(2, cfg.text_dim)
+    tokens = enc(state, emb)
+    assert tokens.shape == (2, cfg.state_tokens * cfg.d_model)
+    assert torch.allclose(tokens[0], tokens[1]) is not film
+
+
+def test_old_checkpoint_layout_of_the_state_mlp_loads():
+    torch.manual_seed(0)
+    model = QTransformer(tiny_config(state_film=False))
+    old = {
+        k.replace("state_in.inp.", "state_in.0.").replace("state_in.out.", "state_in.2."): v
+        for k, v in model.state_dict().items()
+    }
+    assert "state_in.0.weight" in old
+    fresh = QTransformer(tiny_config(state_film=False))
+    fresh.load_state_dict(QTransformer.upgrade_state_dict(old))
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v)
+
+
 def test_bin_limits_are_respected():
     torch.manual_seed(0)
     cfg = tiny_config(action_dim=3, num_bins=16)

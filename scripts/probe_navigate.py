@@ -1,0 +1,128 @@
+"""Two probes behind the Navigate findings in docs/results.md (section 2).
+
+    python scripts/probe_navigate.py oracle-bc --dataset runs/data/navigate_1500 [--success-only]
+    python scripts/probe_navigate.py q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
+
+``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
+An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
+(MSE), and is evaluated greedily on the training tasks. It bounds what imitation of the data can reach.
+
+``q-profile``: where does a trained Q-Transformer put its greedy bins? For a few start states it prints,
+per action dimension, the chosen bin, the bin of the scripted expert's action, the Q-values at both, and
+the fraction of the dataset's actions that sit in the chosen bin.
+Both print one JSON object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs import make_env, make_expert
+from envs import tasks as T
+from pretrain.evaluate import task_ids
+from pretrain.loader import EpisodeFilter, load_episodes
+
+
+def _goal_onehot(task_id: str, n: int) -> np.ndarray:
+    shape = task_id.split(":", 1)[1].split("_", 1)[1]
+    out = np.zeros((n, len(T.LANDMARK_SHAPES)), np.float32)
+    out[:, T.LANDMARK_SHAPES.index(shape)] = 1.0
+    return out
+
+
+def oracle_bc(dataset: str, success_only: bool, steps: int, episodes: int, seed: int) -> dict[str, float]:
+    eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=success_only))
+    x = np.concatenate([np.concatenate([e.state, _goal_onehot(e.task_id, len(e.state))], 1) for e in eps])
+    y = np.concatenate([e.action for e in eps])
+    X, Y = torch.tensor(x), torch.tensor(y)
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 3)
+    )
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(steps):
+        i = torch.randint(0, len(X), (256,))
+        loss = (net(X[i]) - Y[i]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    env = make_env("navigate")
+    tids = task_ids("navigate", "train")
+    wins = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=3000 + k, options={"task": tids[k % len(tids)]})
+        task = env.unwrapped.task_id
+        done, term = False, False
+        while not done:
+            with torch.no_grad():
+                a = net(torch.tensor(np.concatenate([obs["state"][None], _goal_onehot(task, 1)], 1)))[0]
+            obs, _, term, trunc, _ = env.step(np.clip(a.numpy(), -1.0, 1.0))
+            done = term or trunc
+        wins.append(bool(term))
+    env.close()
+    return {"transitions": len(X), "success_rate": float(np.mean(wins)), "episodes": episodes}
+
+
+def q_profile(policy_dir: str, dataset: str | None, states: int) -> dict[str, object]:
+    from qtransformer.policy import QTransformerPolicy
+
+    policy = QTransformerPolicy.from_checkpoint(policy_dir)
+    share = None
+    if dataset:
+        acts = np.concatenate([e.action for e in load_episodes(dataset, cameras=[])])
+        share = policy.bins.discretize(acts)  # (N, D) bins of every logged action
+    env = make_env("navigate")
+    expert = make_expert(env, seed=0)
+    tids = task_ids("navigate", "train")
+    rows = []
+    for i in range(states):
+        obs, _ = env.reset(seed=4000 + i, options={"task": tids[i % len(tids)]})
+        out = policy.act({"state": obs["state"][None]}, [str(obs["instruction"])], return_q=True)
+        e_bins = policy.bins.discretize(expert.act(obs)[None])[0]
+        q = out.q_values[0]
+        for d in range(q.shape[0]):
+            b = int(out.bins[0, d])
+            row = {
+                "state": i,
+                "dim": d,
+                "greedy_bin": b,
+                "expert_bin": int(e_bins[d]),
+                "q_greedy": round(float(q[d, b]), 3),
+                "q_expert": round(float(q[d, e_bins[d]]), 3),
+            }
+            if share is not None:
+                row["data_share_of_greedy_bin"] = round(float(np.mean(share[:, d] == b)), 4)
+            rows.append(row)
+            print(row)
+    env.close()
+    return {"rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("oracle-bc")
+    o.add_argument("--dataset", required=True)
+    o.add_argument("--success-only", action="store_true")
+    o.add_argument("--steps", type=int, default=4000)
+    o.add_argument("--episodes", type=int, default=60)
+    o.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("q-profile")
+    q.add_argument("--policy", required=True)
+    q.add_argument("--dataset", default=None, help="also report how often the dataset uses each greedy bin")
+    q.add_argument("--states", type=int, default=3)
+    args = ap.parse_args()
+    if args.cmd == "oracle-bc":
+        res = oracle_bc(args.dataset, args.success_only, args.steps, args.episodes, args.seed)
+    else:
+        res = q_profile(args.policy, args.dataset, args.states)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
