@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from qtransformer.config import ModelConfig
 from qtransformer.exploration import Boltzmann, EpsilonGreedy
 from qtransformer.model import QTransformer
 
@@ -67,6 +68,9 @@ def test_state_tokens_depend_on_the_instruction_only_with_state_film(film):
 
 def test_old_checkpoint_layout_of_the_state_mlp_loads():
     torch.manual_seed(0)
+    # A config written before the field existed describes a network without state FiLM.
+    old_cfg = {k: v for k, v in tiny_config().to_dict().items() if k != "state_film"}
+    assert ModelConfig.from_dict(old_cfg).state_film is False
     model = QTransformer(tiny_config(state_film=False))
     old = {
         k.replace("state_in.inp.", "state_in.0.").replace("state_in.out.", "state_in.2."): v
