@@ -154,17 +154,15 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
 def build_model(ckpt: PolicyCheckpoint) -> QTransformer:
     """Instantiate the network and load the weights, naming any mismatched tensors."""
     model = QTransformer(ckpt.model_config)
-    ckpt.state_dict = QTransformer.upgrade_state_dict(ckpt.state_dict)
+    weights = QTransformer.upgrade_state_dict(ckpt.state_dict)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(ckpt.state_dict))
-    unexpected = sorted(set(ckpt.state_dict) - set(expected))
-    wrong = sorted(
-        k for k in expected if k in ckpt.state_dict and expected[k].shape != ckpt.state_dict[k].shape
-    )
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in expected if k in weights and expected[k].shape != weights[k].shape)
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"checkpoint weights do not match the model config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
         )
-    model.load_state_dict(ckpt.state_dict)
+    model.load_state_dict(weights)
     return model.eval()

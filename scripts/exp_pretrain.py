@@ -25,13 +25,12 @@ from pathlib import Path
 
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
-from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.text import TextEncoder
 from scripts.plots import plot_success_curves
 
-SMALL = {"d_model": 128, "n_layers": 2, "n_heads": 4}
-# name -> (loss, success-only data, model overrides on top of SMALL)
+# name -> (loss, success-only data, model overrides on top of the "small" preset)
 VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt": (LossConfig(), False, {}),
     "bc_all": (LossConfig(behavior_cloning=True), False, {}),
@@ -74,7 +73,7 @@ def main() -> None:
         pa = PretrainArgs(
             dataset=args.dataset,
             out=str(run),
-            model=ModelConfig(**SMALL, **model_kw),
+            model=ModelConfig(**{**MODEL_PRESETS["small"], **model_kw}),
             loss=loss,
             optim=OptimConfig(lr=3e-4, warmup_steps=100),
             steps=args.steps,
