@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 
+from tests.fake_expert import ReachExpert
+
 GOALS = {"go_left": -0.7, "go_right": 0.7, "go_middle": 0.0}
 PHRASES = {"go_left": "go left", "go_right": "go right", "go_middle": "go to the middle"}
 tasks = SimpleNamespace(
@@ -57,25 +59,9 @@ class ReachEnv(gym.Env):
         return self._obs(), float(success), success, (not success and self.t >= self.max_steps), info
 
 
-class Expert:
-    def __init__(
-        self, env: ReachEnv, noise: float = 0.0, epsilon: float = 0.0, fail_prob: float = 0.0, seed=None
-    ):
-        self.env, self.noise, self.epsilon, self.fail_prob = env, noise, epsilon, fail_prob
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self) -> None:
-        self.fail = self.rng.random() < self.fail_prob
-
-    def act(self, obs: dict) -> np.ndarray:
-        env = self.env
-        a = np.array([np.clip(3 * (GOALS[env.task] - env.pos), -0.8, 0.8), 0.0], np.float32)
-        if self.fail:
-            a = -a
-        a[0] += self.noise * self.rng.standard_normal()
-        if self.rng.random() < self.epsilon:
-            a = self.rng.uniform(-1, 1, 2).astype(np.float32)
-        return np.clip(a, -1, 1)
+class Expert(ReachExpert):
+    def clean_action(self, obs: dict) -> float:
+        return float(np.clip(3 * (GOALS[self.env.task] - self.env.pos), -0.8, 0.8))
 
 
 def make_env(name: str, **kwargs) -> ReachEnv:

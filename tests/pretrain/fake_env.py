@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from tests.fake_expert import ReachExpert
+
 TRAIN_INSTRUCTIONS = {"left": ["go left", "move to the left"], "right": ["go right", "move to the right"]}
 _resets = {"count": 0}
 
@@ -59,30 +61,10 @@ class FakeEnv:
         pass
 
 
-class FakeExpert:
-    def __init__(
-        self,
-        env: FakeEnv,
-        noise: float = 0.0,
-        epsilon: float = 0.0,
-        fail_prob: float = 0.0,
-        seed: int | None = None,
-    ) -> None:
-        self.env, self.noise, self.epsilon, self.fail_prob = env, noise, epsilon, fail_prob
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self) -> None:
-        self.fail = self.rng.random() < self.fail_prob
-
-    def act(self, obs: dict) -> np.ndarray:
+class FakeExpert(ReachExpert):
+    def clean_action(self, obs: dict) -> float:
         pos, goal = obs["state"]
-        a = np.array([np.clip((goal - pos) * 4, -1, 1), 0.0], np.float32)
-        if self.fail:
-            a = -a
-        a[0] += self.noise * self.rng.standard_normal()
-        if self.rng.random() < self.epsilon:
-            a = self.rng.uniform(-1, 1, 2).astype(np.float32)
-        return np.clip(a, -1, 1)
+        return float(np.clip((goal - pos) * 4, -1, 1))
 
 
 def make_env(name: str, **kwargs) -> FakeEnv:
