@@ -29,11 +29,23 @@ for _name, _id in ENV_IDS.items():
         )
 
 
+# Control rate the default time limits are counted at.
+DEFAULT_CONTROL_HZ: dict[str, float] = {"garbage_sort": 10.0, "navigate": 10.0}
+
+
 def make_env(name: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` of the env called ``name`` ("garbage_sort" or "navigate")."""
+    """``gymnasium.make`` of the env called ``name`` ("garbage_sort" or "navigate").
+
+    With a ``control_hz`` other than the default and no ``max_episode_steps``, the time limit keeps the
+    same number of seconds (Navigate: 6 s).
+    """
     if name not in ENV_IDS:
         raise ValueError(f"unknown env {name!r}: expected one of {sorted(ENV_IDS)}")
+    hz = kwargs.get("control_hz")
+    if hz is not None and kwargs.get("max_episode_steps") is None and hz > 0:
+        seconds = DEFAULT_MAX_EPISODE_STEPS[name] / DEFAULT_CONTROL_HZ[name]
+        kwargs["max_episode_steps"] = max(1, round(seconds * hz))
     return gym.make(ENV_IDS[name], **kwargs)
 
 
-__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "ENV_IDS", "make_env", "make_expert", "tasks"]
+__all__ = ["DEFAULT_CONTROL_HZ", "DEFAULT_MAX_EPISODE_STEPS", "ENV_IDS", "make_env", "make_expert", "tasks"]

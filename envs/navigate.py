@@ -1,7 +1,8 @@
 """Navigate: drive a holonomic base to the landmark named in the instruction.
 
 Action (Box[-1, 1]^3): ``(vx, vy, yaw_rate)`` in the base frame, scaled by ``max_speed`` (m/s) and
-``max_yaw_rate`` (rad/s), held for one 10 Hz control step by velocity actuators.
+``max_yaw_rate`` (rad/s), held for one control step (``control_hz``, 10 Hz by default) by velocity
+actuators.
 
 Observation ``state`` (float32, 48 values, goal-agnostic: the goal comes only from the language):
   [0:7] base x, y, sin yaw, cos yaw, world vx, vy, yaw rate;
@@ -59,6 +60,7 @@ class NavigateEnv(LanguageTaskEnv):
         reset_free: bool = False,
         max_episode_steps: int | None = None,
         success_radius: float = 0.45,
+        control_hz: float = 1.0 / S.CONTROL_DT,
     ) -> None:
         super().__init__(
             render_mode, image_size, render_size, paraphrases, tasks, reset_free, max_episode_steps
@@ -68,11 +70,19 @@ class NavigateEnv(LanguageTaskEnv):
                 f"success_radius must be in [0.32, 1.0] m (contact is at 0.3 m), got {success_radius}"
             )
         self.success_radius = float(success_radius)
-        self.max_speed, self.max_yaw_rate, self.control_dt = 0.7, 2.0, S.CONTROL_DT
+        substeps = 1.0 / (float(control_hz) * S.TIMESTEP) if control_hz > 0 else 0.0
+        if not (1.0 <= control_hz <= 50.0 and abs(substeps - round(substeps)) < 1e-6):
+            raise ValueError(
+                f"control_hz must be in [1, 50] Hz with a period that is a multiple of the "
+                f"{S.TIMESTEP * 1000:g} ms physics step (e.g. 2, 4, 5, 10, 20), got {control_hz}"
+            )
+        self.n_substeps = round(substeps)
+        self.max_speed, self.max_yaw_rate = 0.7, 2.0
+        self.control_dt = self.n_substeps * S.TIMESTEP
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.control_dt)}
         self.model = mujoco.MjModel.from_xml_string(S.build_xml(max(render_size, image_size)))
         self.data = mujoco.MjData(self.model)
         m = self.model
-        self.n_substeps = round(S.CONTROL_DT / m.opt.timestep)
         self.base_body = m.body("base").id
         self.base_geom = m.geom("base").id
         self.qadr = np.array([m.jnt_qposadr[m.joint(n).id] for n in ("base_x", "base_y", "base_yaw")])
@@ -215,10 +225,12 @@ class NavigateEnv(LanguageTaskEnv):
         vx, vy = a[0] * self.max_speed, a[1] * self.max_speed
         d.ctrl[:] = (c * vx - s * vy, s * vx + c * vy, a[2] * self.max_yaw_rate)
         collided = False
-        half = self.n_substeps // 2
-        for _ in range(2):
-            mujoco.mj_step(self.model, d, nstep=half)
+        done = 0
+        while done < self.n_substeps:  # look for contact every 50 ms
+            n = min(5, self.n_substeps - done)
+            mujoco.mj_step(self.model, d, nstep=n)
             collided |= self._base_in_contact()
+            done += n
         return self._finish_step(self.is_success(), ["collision"] if collided else [])
 
     def _base_in_contact(self) -> bool:

@@ -19,6 +19,7 @@ import importlib
 import json
 import multiprocessing as mp
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,9 @@ class FinetuneArgs:
     """Pretrained policy checkpoint directory; None trains from scratch (the baseline)."""
     prior_data: str | None = None
     """Dataset of prior episodes preloaded into the offline replay; None = no prior data."""
+    control_hz: float | None = None
+    """Navigate's control rate; None takes it from the pretrained policy or the prior data (the env's
+    default without either). Must agree with both when given."""
     prior_success_only: bool = False
     """Preload only successful prior episodes."""
     prior_max_episodes: int | None = None
@@ -146,13 +150,47 @@ def load_prior(args: FinetuneArgs, replay: EpisodeReplay, use_images: bool) -> i
     return n
 
 
+def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Env keyword arguments (Navigate's control rate) that the pretrained policy and prior data imply.
+
+    Practising at a different control rate than the one the policy and the prior data were recorded at
+    would silently mix two dynamics in one replay buffer, so a disagreement is an error.
+    """
+    from pretrain.train import dataset_env_kwargs
+
+    found: dict[str, dict[str, Any]] = {}
+    if args.control_hz is not None:
+        if args.env != "navigate":
+            raise ValueError(f"control_hz applies to the navigate env only (env={args.env!r})")
+        found["control_hz"] = {"control_hz": float(args.control_hz)}
+    if pretrained_meta is not None and pretrained_meta.get("env") == args.env:
+        found["the pretrained policy"] = dict(pretrained_meta.get("env_kwargs") or {})
+    if args.prior_data and Path(args.prior_data, "meta", "info.json").exists():
+        from pretrain.dataset import DatasetMeta
+
+        found["the prior data"] = dataset_env_kwargs(args.env, DatasetMeta.load(args.prior_data).fps)
+    kwargs: dict[str, Any] = {}
+    for kw in found.values():
+        for k, v in kw.items():
+            if k in kwargs and kwargs[k] != v:
+                raise ValueError(
+                    f"{k} differs between {', '.join(found)}: {[f.get(k) for f in found.values()]}; "
+                    "fine-tune with prior data recorded at the policy's settings"
+                )
+            kwargs[k] = v
+    return kwargs
+
+
 def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransformerPolicy, str]:
+    """The policy to fine-tune; its ``meta["env_kwargs"]`` are the env settings to practise with."""
     if args.pretrained:
         ckpt = load_policy_checkpoint(args.pretrained)
         model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder
+        env_kwargs = env_settings(args, ckpt.meta)
     else:
         torch.manual_seed(args.seed)
-        env = importlib.import_module(env_module).make_env(args.env)
+        env_kwargs = env_settings(args, None)
+        env = importlib.import_module(env_module).make_env(args.env, **env_kwargs)
         space = env.action_space
         cfg = dataclasses.replace(
             args.model,
@@ -167,7 +205,8 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
             args.encoder,
         )
     model.set_head_dropout(args.head_dropout)
-    return QTransformerPolicy(model, bins, TextEncoder(encoder_name), {"env": args.env}), encoder_name
+    meta = {"env": args.env, "env_kwargs": env_kwargs}
+    return QTransformerPolicy(model, bins, TextEncoder(encoder_name), meta), encoder_name
 
 
 def run_actor_process(
@@ -180,7 +219,11 @@ def run_actor_process(
     endpoint = ActorEndpoint(address, authkey)
     policy, _ = make_policy(args, env_module)
     env = envs.make_env(
-        args.env, image_size=policy.model.cfg.image_size, tasks="all", reset_free=args.reset_free
+        args.env,
+        image_size=policy.model.cfg.image_size,
+        tasks="all",
+        reset_free=args.reset_free,
+        **policy.meta["env_kwargs"],
     )
     actor = Actor(
         policy, env, args.task or "", args.exploration, args.aprl, seed=args.seed + 1000 * (actor_id + 1)
@@ -231,10 +274,13 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     snapshot_path = out / "learner.pt"
     counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}
     curve: list[dict[str, Any]] = []
-    make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all")  # noqa: E731
+    env_kwargs = policy.meta["env_kwargs"]
+    make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs)  # noqa: E731
     actor = Actor(
         policy,
-        envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", reset_free=args.reset_free),
+        envs.make_env(
+            args.env, image_size=mcfg.image_size, tasks="all", reset_free=args.reset_free, **env_kwargs
+        ),
         task,
         args.exploration,
         args.aprl,
@@ -371,7 +417,13 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         learner.acc.unwrap_model(learner.model),
         policy.bins,
         encoder_name,
-        {"env": args.env, "task": task, "env_steps": counters["env_steps"], "updates": learner.updates},
+        {
+            "env": args.env,
+            "env_kwargs": env_kwargs,
+            "task": task,
+            "env_steps": counters["env_steps"],
+            "updates": learner.updates,
+        },
     )
     summary = {
         "task": task,

@@ -91,8 +91,9 @@ class DatagenArgs:
     goal), as an operator stops recording; False logs idle frames up to the time limit. Idle frames are
     not harmless: on Navigate they made a quarter of all actions "stand still", the greedy Q-policy
     learned to stand still (docs/results.md, section 2)."""
-    fps: int = 10
-    """Control frequency recorded in ``info.json`` (timestamps = frame_index / fps)."""
+    control_hz: float | None = None
+    """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
+    in ``info.json``: training and evaluation then use the same rate."""
     seed: int = 0
     """Root seed; shard k, episode i always gets the same seeds."""
     overwrite: bool = False
@@ -109,6 +110,8 @@ class DatagenArgs:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
+        if self.control_hz is not None and self.env != "navigate":
+            raise ValueError(f"control_hz applies to the navigate env only (env={self.env!r})")
         for name in ("episodes", "transitions", "episodes_per_file", "max_episode_steps"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -206,14 +209,17 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
     kwargs: dict[str, Any] = {"image_size": args.image_size, "tasks": "train", "paraphrases": "train"}
     if job.max_episode_steps is not None:
         kwargs["max_episode_steps"] = job.max_episode_steps
+    if args.control_hz is not None:
+        kwargs["control_hz"] = args.control_hz
     env = envs.make_env(args.env, **kwargs)
+    fps = env_fps(env)
     settings = {
         "expert": {},
         "noisy": {"noise": args.noise, "epsilon": args.epsilon},
         "failed": {"fail_prob": 1.0},
     }
     try:
-        with DatasetWriter(job.root, fps=args.fps, episodes_per_file=job.episodes) as w:
+        with DatasetWriter(job.root, fps=fps, episodes_per_file=job.episodes) as w:
             for i in range(job.episodes):
                 ep_seed, expert_seed = np.random.SeedSequence([args.seed, job.index, i]).generate_state(2)
                 quality = quality_of(job.index * _episodes_per_file(args) + i, args)
@@ -271,8 +277,9 @@ def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
     for path in (done_path, args_path):
         if path.exists():
             old = json.loads(path.read_text())
-            if old != record:
-                changed = sorted(k for k in record if old.get(k) != record[k])
+            # Keys an older version recorded but no longer takes (e.g. ``fps``) are not a difference.
+            changed = sorted(k for k in record if old.get(k) != record[k])
+            if changed:
                 raise ValueError(
                     f"{out} was generated with different arguments ({changed}); pass overwrite=True"
                 )
@@ -301,13 +308,18 @@ def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
             frames.update(
                 _run_jobs(_jobs(args, len(frames), max(args.workers, 1), env_module, None), args.workers)
             )
-    merge_shards([shard_root(out, k) for k in shards], out, fps=args.fps)
+    merge_shards([shard_root(out, k) for k in shards], out)
     write_json(done_path, record)
     shutil.rmtree(out / ".shards", ignore_errors=True)
     return out
 
 
-def merge_shards(shards: list[Path], out: Path, *, fps: int) -> None:
+def env_fps(env: Any) -> int:
+    """The env's control rate in Hz (``metadata["render_fps"]``; 10 for envs that do not say)."""
+    return int(getattr(env, "metadata", {}).get("render_fps", 10))
+
+
+def merge_shards(shards: list[Path], out: Path) -> None:
     """Concatenate complete single-file datasets into ``out``: one data file per shard, global indices.
 
     Only the index columns are rewritten (images stay encoded). Every file is replaced atomically and
@@ -365,7 +377,6 @@ def merge_shards(shards: list[Path], out: Path, *, fps: int) -> None:
             "total_episodes": len(rows),
             "total_frames": frame0,
             "total_tasks": len(tasks),
-            "fps": fps,
             "splits": {"train": f"0:{len(rows)}"},
             "qtransformer": {
                 "episodes_per_file": meta0.info["qtransformer"]["episodes_per_file"],

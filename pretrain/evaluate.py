@@ -53,16 +53,21 @@ def evaluate_policy(
     paraphrases: tuple[str, ...] = ("train",),
     seed: int = 100_000,
 ) -> dict[str, Any]:
-    """Success per task for each paraphrase split; ``success_rate`` is the training-paraphrase figure."""
+    """Success per task for each paraphrase split; ``success_rate`` is the training-paraphrase figure.
+
+    The env is built with the settings the policy was trained at (``policy.meta["env_kwargs"]``, e.g.
+    Navigate's control rate).
+    """
     import envs
 
     image_size = policy.model.cfg.image_size
+    env_kwargs = dict(policy.meta.get("env_kwargs") or {}) if policy.meta.get("env") == env_name else {}
     results: dict[str, Any] = {}
     for split in paraphrases:
         results[split] = evaluate(
             policy,
             lambda split=split: envs.make_env(
-                env_name, image_size=image_size, paraphrases=split, tasks="all"
+                env_name, image_size=image_size, paraphrases=split, tasks="all", **env_kwargs
             ),
             tasks,
             episodes,

@@ -126,14 +126,21 @@ def dataset_meta(root: str) -> dict[str, Any]:
 
     m = DatasetMeta.load(root)
     env_names = sorted({e.env for e in m.episodes if e.env})
+    env = env_names[0] if len(env_names) == 1 else None
     return {
         "state_dim": m.state_dim,
         "action_dim": m.action_dim,
         "cameras": m.cameras,
         "image_shapes": {c: m.image_shape(c) for c in m.cameras},
-        "env": env_names[0] if len(env_names) == 1 else None,
+        "env": env,
+        "env_kwargs": dataset_env_kwargs(env, m.fps),
         "transitions": m.total_frames,
     }
+
+
+def dataset_env_kwargs(env: str | None, fps: int) -> dict[str, Any]:
+    """Env settings a dataset implies: Navigate's control rate is the dataset's ``fps``."""
+    return {"control_hz": float(fps)} if env == "navigate" else {}
 
 
 def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
@@ -246,6 +253,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
             args.encoder,
             {
                 "env": meta.get("env"),
+                "env_kwargs": meta["env_kwargs"],
                 "step": counter.step,
                 "dataset": str(args.dataset),
                 "loss": dataclasses.asdict(cfg.loss),
@@ -255,7 +263,8 @@ def run_pretrain(args: PretrainArgs) -> Path:
     def run_eval() -> dict[str, Any]:
         from pretrain.evaluate import evaluate_policy, task_ids
 
-        policy = QTransformerPolicy(acc.unwrap_model(model), bins, encoder, {"env": meta["env"]}, acc.device)
+        policy_meta = {"env": meta["env"], "env_kwargs": meta["env_kwargs"]}
+        policy = QTransformerPolicy(acc.unwrap_model(model), bins, encoder, policy_meta, acc.device)
         res = evaluate_policy(
             policy, meta["env"], task_ids(meta["env"], "train"), args.eval_episodes, ("train", "heldout")
         )

@@ -57,13 +57,17 @@ def record_gif(policy: Any, env_name: str, task: str, path: Path, seed: int) -> 
     from qtransformer.rollout import run_episode
 
     env = envs.make_env(
-        env_name, image_size=policy.model.cfg.image_size, tasks="all", render_mode="rgb_array"
+        env_name,
+        image_size=policy.model.cfg.image_size,
+        tasks="all",
+        render_mode="rgb_array",
+        **policy.meta.get("env_kwargs", {}),
     )
     try:
         r = run_episode(policy, env, seed=seed, options={"task": task}, record=True)
     finally:
         env.close()
-    imageio.mimsave(path, r.frames, duration=0.1, loop=0)
+    imageio.mimsave(path, r.frames, duration=1.0 / env.metadata["render_fps"], loop=0)
     return r.success
 
 

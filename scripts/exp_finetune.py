@@ -21,6 +21,7 @@ from pathlib import Path
 
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
+from pretrain.train import dataset_meta
 from scripts.plots import plot_success_curves
 
 
@@ -45,6 +46,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    # Every variant practises at the prior data's control rate, including those that do not load it.
+    control_hz = dataset_meta(args.prior_data)["env_kwargs"].get("control_hz")
     for name in args.variants:
         if name in results:
             continue
@@ -56,6 +59,7 @@ def main() -> None:
                 task=args.task,
                 pretrained=pretrained,
                 prior_data=prior,
+                control_hz=control_hz,
                 out=str(out / name),
                 env_steps=args.env_steps,
                 utd=args.utd,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
@@ -57,3 +58,20 @@ def test_wrong_landmark_failure_and_collision_reporting() -> None:
         if terminated:
             break
     assert "collision" in seen
+
+
+def test_control_rate_sets_step_length_time_limit_and_fps() -> None:
+    slow = envs.make_env("navigate", control_hz=4)
+    assert slow.spec.max_episode_steps == 24  # the same 6 s as 60 steps at 10 Hz
+    assert slow.unwrapped.metadata["render_fps"] == 4 and slow.unwrapped.control_dt == 0.25
+    slow.reset(seed=0)
+    t0 = slow.unwrapped.data.time
+    slow.step(np.zeros(3))
+    assert np.isclose(slow.unwrapped.data.time - t0, 0.25)
+    # The expert adapts its gains to the rate and still arrives.
+    success, steps, violations = run_expert(slow, 1, "go_to:red_cone")
+    assert success and steps <= 24 and violations == []
+    slow.close()
+    for bad in (0, 3, 100):  # 3 Hz is not a whole number of 10 ms physics steps
+        with pytest.raises(ValueError, match="control_hz"):
+            envs.make_env("navigate", control_hz=bad)

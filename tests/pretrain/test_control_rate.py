@@ -1,0 +1,44 @@
+"""Navigate's control rate travels with the data: datagen records it, training and fine-tuning reuse it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.train import FinetuneArgs, env_settings
+from pretrain.datagen import DatagenArgs, run_datagen
+from pretrain.dataset import DatasetMeta
+from pretrain.train import dataset_meta
+
+
+def test_datagen_records_the_rate_and_consumers_reuse_it(tmp_path: Path) -> None:
+    out = run_datagen(DatagenArgs(env="navigate", out=tmp_path / "d", preset="tiny", workers=1, control_hz=5))
+    meta = DatasetMeta.load(out)
+    assert meta.fps == 5
+    assert json.loads((out / "meta" / "info.json").read_text())["fps"] == 5
+    assert max(e.length for e in meta.episodes) <= 30  # the preset's explicit time limit still applies
+    assert dataset_meta(str(out))["env_kwargs"] == {"control_hz": 5.0}
+
+    args = FinetuneArgs(env="navigate", prior_data=str(out), out=str(tmp_path / "ft"))
+    assert env_settings(args, None) == {"control_hz": 5.0}
+    policy_meta = {"env": "navigate", "env_kwargs": {"control_hz": 5.0}}
+    assert env_settings(args, policy_meta) == {"control_hz": 5.0}
+    with pytest.raises(ValueError, match="control_hz differs"):
+        env_settings(args, {"env": "navigate", "env_kwargs": {"control_hz": 10.0}})
+
+
+def test_control_rate_is_navigate_only() -> None:
+    with pytest.raises(ValueError, match="navigate env only"):
+        DatagenArgs(env="garbage_sort", control_hz=5)
+
+
+def test_explicit_finetune_rate_must_agree(tmp_path: Path) -> None:
+    out = run_datagen(DatagenArgs(env="navigate", out=tmp_path / "d", preset="tiny", workers=1, control_hz=5))
+    scratch = FinetuneArgs(env="navigate", control_hz=5, out=str(tmp_path / "ft"))
+    assert env_settings(scratch, None) == {"control_hz": 5.0}  # no policy, no data: the argument decides
+    with pytest.raises(ValueError, match="control_hz differs"):
+        env_settings(FinetuneArgs(env="navigate", control_hz=4, prior_data=str(out)), None)
+    with pytest.raises(ValueError, match="navigate env only"):
+        env_settings(FinetuneArgs(env="garbage_sort", control_hz=4), None)
