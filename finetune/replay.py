@@ -37,8 +37,11 @@ class _Growable:
 class EpisodeReplay:
     """Uniform transition sampling over every stored episode."""
 
-    def __init__(self, gamma: float, n_step: int, num_frames: int = 1, seed: int = 0):
+    def __init__(
+        self, gamma: float, n_step: int, num_frames: int = 1, seed: int = 0, timeout_is_failure: bool = False
+    ):
         self.gamma, self.n_step, self.num_frames = gamma, n_step, num_frames
+        self.timeout_is_failure = bool(timeout_is_failure)
         self.rng = np.random.default_rng(seed)
         self._obs: dict[str, _Growable] = {}
         self._ep_start = _Growable((), np.int64)  # per observation: index of its episode's first obs
@@ -74,7 +77,7 @@ class EpisodeReplay:
                 f"state shape {ep.state.shape[1:]} differs from the replay's {self._obs['state'].data.shape[1:]}"
             )
         base = self._obs["state"].size
-        tg = episode_targets(ep.reward, ep.terminated, self.gamma, self.n_step)
+        tg = episode_targets(ep.reward, ep.terminated or self.timeout_is_failure, self.gamma, self.n_step)
         self._obs["state"].extend(ep.state.astype(np.float32))
         if ep.image is not None:
             self._obs["image"].extend(ep.image)

@@ -267,9 +267,13 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     offline = None
     n_prior = 0
     if args.prior_data:
-        offline = EpisodeReplay(cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, seed=args.seed)
+        offline = EpisodeReplay(
+            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
+        )
         n_prior = load_prior(args, offline, use_images)
-    online = EpisodeReplay(cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, seed=args.seed + 1)
+    online = EpisodeReplay(
+        cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
+    )
     store = EpisodeStore(out / "episodes")
     snapshot_path = out / "learner.pt"
     counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}

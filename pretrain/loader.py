@@ -155,14 +155,22 @@ def _read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> _FileC
 
 
 def file_transitions(
-    cols: _FileColumns, gamma: float, n_step: int, frame_history: int, cameras: Sequence[str]
+    cols: _FileColumns,
+    gamma: float,
+    n_step: int,
+    frame_history: int,
+    cameras: Sequence[str],
+    timeout_is_failure: bool = False,
 ) -> dict[str, np.ndarray]:
-    """All transitions of one file's kept episodes as arrays (images as encoded-frame references)."""
+    """All transitions of one file's kept episodes as arrays (images as encoded-frame references).
+
+    ``timeout_is_failure``: a truncated episode keeps every frame and ends in a terminal failure.
+    """
     rows, next_rows, parts = [], [], {k: [] for k in ("rewards", "nstep", "bootstrap", "mc_return")}
     first_rows = []
     for _ep, s, T, term in cols.spans:
         r = cols.reward[s : s + T]
-        if term:
+        if term or timeout_is_failure:
             tg = episode_targets(r, True, gamma, n_step)
             mc = tg.mc_return
             nxt = np.minimum(tg.next_index, T - 1)  # only where bootstrap == 0: placeholder, never used
@@ -293,6 +301,7 @@ class OfflineLoader:
         episode_filter: EpisodeFilter | None = None,
         num_epochs: int | None = None,
         drop_last: bool = True,
+        timeout_is_failure: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -310,6 +319,7 @@ class OfflineLoader:
         self.shuffle_buffer, self.frame_history = shuffle_buffer, frame_history
         self.cameras = _check_cameras(self.meta, cameras)
         self.num_epochs, self.drop_last = num_epochs, drop_last
+        self.timeout_is_failure = bool(timeout_is_failure)
         kept = select_episodes(self.meta, episode_filter)
         files = self.meta.files(kept)
         if len(files) >= world_size:
@@ -357,7 +367,9 @@ class OfflineLoader:
             files = self.epoch_files(self.epoch)
             while self.cursor < len(files):
                 cols = _read_file(self.meta, files[self.cursor], self.cameras)
-                block = file_transitions(cols, self.gamma, self.n_step, self.frame_history, self.cameras)
+                block = file_transitions(
+                    cols, self.gamma, self.n_step, self.frame_history, self.cameras, self.timeout_is_failure
+                )
                 del cols
                 if block:
                     perm = rng.permutation(len(block[keys.STATE]))

@@ -214,6 +214,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
         args.batch_size,
         gamma=cfg.loss.gamma,
         n_step=cfg.loss.n_step,
+        timeout_is_failure=cfg.loss.timeout_is_failure,
         rank=acc.process_index,
         world_size=acc.num_processes,
         seed=args.seed,

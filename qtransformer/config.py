@@ -139,6 +139,11 @@ class LossConfig:
     """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
     """Lower-bound every target by the episode's Monte-Carlo return (§4.3)."""
+    timeout_is_failure: bool = False
+    """Treat an episode that stopped without success (time limit, or recording stopped) as ending in a
+    terminal failure (no bootstrap after its last step) instead of bootstrapping from its last
+    observation. The states here do not show the time left, so bootstrapping never tells the Q-function
+    that an attempt ran out of time; as a terminal failure it does (docs/results.md, section 3)."""
     use_conservative: bool = True
     """Switch the conservative regulariser off (ablation)."""
     behavior_cloning: bool = False

@@ -22,6 +22,7 @@ from pathlib import Path
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
 from pretrain.train import dataset_meta
+from qtransformer.config import LossConfig
 from scripts.plots import plot_success_curves
 
 
@@ -40,6 +41,9 @@ def main() -> None:
         "--variants",
         nargs="*",
         default=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch"],
+    )
+    ap.add_argument(
+        "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -66,6 +70,7 @@ def main() -> None:
                 eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes,
                 aprl=AprlConfig(enabled=name != "full_no_aprl"),
+                loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
                 seed=args.seed,
                 progress=False,
             )

@@ -13,6 +13,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_alpha5, qt_alpha0.2   conservative weight 5 / 0.2 instead of 1
   qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
   qt_bins32                32 bins per dimension instead of 256
+  qt_timeout_fail          episodes that stopped without success end in a terminal failure
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -41,6 +42,7 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_alpha0.2": (LossConfig(alpha=0.2), False, {}),
     "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
+    "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

@@ -24,6 +24,17 @@ def test_replay_transitions_match_episode_targets():
     assert set(d[K.INSTRUCTION]) == {"go"}
 
 
+def test_timeout_is_failure_stops_bootstrapping_at_the_end_of_a_failed_episode():
+    ep = make_episode(T=5, success=False)
+    assert not ep.terminated
+    plain, failing = EpisodeReplay(0.9, 2, seed=0), EpisodeReplay(0.9, 2, seed=0, timeout_is_failure=True)
+    plain.add(ep)
+    failing.add(ep)
+    assert len(plain) == len(failing) == 5
+    assert plain._tr["bootstrap"].data[:5].tolist() == [1, 1, 1, 1, 1]
+    assert failing._tr["bootstrap"].data[:5].tolist() == [1, 1, 1, 0, 0]
+
+
 def test_frame_history_repeats_first_frame_and_never_crosses_episodes():
     rb = EpisodeReplay(gamma=0.9, n_step=1, num_frames=3)
     a, b = make_episode(T=4, image=True, seed=1), make_episode(T=4, image=True, seed=2)

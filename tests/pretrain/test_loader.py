@@ -42,6 +42,20 @@ def test_targets_match_episode_targets_for_a_terminated_episode(tmp_path: Path) 
     assert b["instruction"].tolist() == ["pick up the can"] * 5
 
 
+def test_timeout_is_failure_keeps_every_frame_and_ends_in_a_terminal(tmp_path: Path) -> None:
+    ep = coded_episode(0, 4, terminated=False)
+    ep.reward = np.zeros(4, np.float32)
+    with DatasetWriter(tmp_path, episodes_per_file=1) as w:
+        w.add_episode(ep)
+    loader = OfflineLoader(
+        tmp_path, 2, gamma=0.5, n_step=2, num_epochs=1, drop_last=False, timeout_is_failure=True
+    )
+    b = _by_frame(collect(loader))
+    assert b["state"][:, 1].tolist() == [0, 1, 2, 3]  # the last action is a transition into failure
+    assert b["bootstrap"].tolist() == [1, 1, 0, 0]  # windows reaching the end do not bootstrap
+    np.testing.assert_allclose(b["mc_return"], 0.0)
+
+
 def test_truncated_episode_drops_its_last_transition(tmp_path: Path) -> None:
     ep = coded_episode(0, 4, terminated=False)
     ep.reward = np.array([0.0, 0.0, 0.5, 0.25], np.float32)
