@@ -8,17 +8,21 @@ dimension starts narrow and:
 - shrinks by ``shrink`` when the error is high, but only for dimensions that were used near their
   current limit when the surprise happened (those are the ones that pushed the robot somewhere new).
 The policy then chooses bins only inside the range (``bin_limits`` of the Q-Transformer decode).
+With prior data, the model is first fitted on its transitions (``prime_with_prior``), so that it knows
+the robot before practice starts.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from finetune.episode import Episode
 from qtransformer.bins import ActionBins
 
 
@@ -52,12 +56,22 @@ class AprlConfig:
     """Dynamics models in the ensemble."""
     hidden: int = 128
     """Width of each dynamics model."""
+    prime_with_prior: bool = True
+    """Fit the dynamics model on the prior data's transitions before the first online step: the robot is
+    the same, so its dynamics are known where the prior data went; the range then widens from the start
+    wherever practice looks like the prior data and stays narrow where it does not. False starts the
+    model from nothing (it learns from the first online episodes, while the range sits at
+    ``initial_scale``)."""
+    prime_iters: int = 300
+    """Gradient steps per ensemble member of that first fit."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_scale <= self.initial_scale <= 1:
             raise ValueError("need 0 < min_scale <= initial_scale <= 1")
         if not self.low_error < self.high_error:
             raise ValueError("low_error must be below high_error")
+        if self.prime_iters < 1:
+            raise ValueError("prime_iters must be >= 1")
 
 
 class DynamicsEnsemble(nn.Module):
@@ -141,6 +155,23 @@ class CautiousRange:
         self.observed += 1
         if self.observed % self.cfg.adapt_every == 0:
             self.step()
+
+    def prime(self, episodes: Iterable[Episode], fit: bool = True) -> int:
+        """Fit the model on earlier episodes of the same robot (prior data) before any online step.
+
+        Their transitions join the model's training data (the most recent ``20,000`` are kept, so online
+        practice gradually replaces them); ``fit=False`` only adds them (a resumed run whose model
+        weights were restored). Returns how many transitions were added.
+        """
+        n = 0
+        for ep in episodes:
+            s = np.asarray(ep.state, np.float32)
+            a = np.asarray(ep.action, np.float32)
+            self.data.extend(zip(s[:-1], a, s[1:]))
+            n += len(a)
+        if n and fit:
+            self.train(iters=self.cfg.prime_iters)
+        return n
 
     def error_ratio(self) -> float:
         if not self.recent or not np.isfinite(self.train_error):

@@ -131,7 +131,8 @@ def _to_online_episode(ep: Any) -> Episode:
     )
 
 
-def load_prior(args: FinetuneArgs, replay: EpisodeReplay, use_images: bool) -> int:
+def load_prior(args: FinetuneArgs, use_images: bool) -> list[Episode]:
+    """The prior data's episodes (filtered as ``args`` asks), as replay episodes."""
     from pretrain.loader import EpisodeFilter, load_episodes
 
     filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
@@ -141,13 +142,7 @@ def load_prior(args: FinetuneArgs, replay: EpisodeReplay, use_images: bool) -> i
         cameras=None if use_images else [],
         max_episodes=args.prior_max_episodes,
     )
-    n = 0
-    for ep in episodes:
-        if ep.length < 2 and not ep.terminated:
-            continue
-        replay.add(_to_online_episode(ep))
-        n += 1
-    return n
+    return [_to_online_episode(ep) for ep in episodes if ep.length >= 2 or ep.terminated]
 
 
 def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -228,6 +223,14 @@ def run_actor_process(
     actor = Actor(
         policy, env, args.task or "", args.exploration, args.aprl, seed=args.seed + 1000 * (actor_id + 1)
     )
+    if (
+        args.aprl.enabled
+        and args.aprl.prime_with_prior
+        and args.prior_data
+        and Path(args.prior_data).exists()
+    ):
+        # An actor on another machine may not have the prior data; it then learns the dynamics online.
+        actor.cautious.prime(load_prior(args, use_images=False))
     env_steps, has_weights = 0, False
     while True:
         got = endpoint.latest_weights(timeout=0.0 if has_weights else 60.0)
@@ -266,11 +269,15 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
     offline = None
     n_prior = 0
+    prior_episodes: list[Episode] = []
     if args.prior_data:
         offline = EpisodeReplay(
             cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
         )
-        n_prior = load_prior(args, offline, use_images)
+        prior_episodes = load_prior(args, use_images)
+        for ep in prior_episodes:
+            offline.add(ep)
+        n_prior = len(prior_episodes)
     online = EpisodeReplay(
         cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
     )
@@ -304,6 +311,11 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         counters["env_steps"] = sum(len(e) for e in stored)
         counters["episodes"] = len(stored)
         actor.episodes = len(stored)
+    primed = 0
+    if args.aprl.enabled and args.aprl.prime_with_prior:
+        # The data is not part of the snapshot: a resumed run primes again, the weights stay resumed.
+        primed = actor.cautious.prime(prior_episodes, fit=actor.cautious.updates == 0)
+    del prior_episodes
     actor.load_weights(learner.weights(), learner.updates)
 
     writer = SummaryWriter(str(out / "logs"))
@@ -432,6 +444,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     summary = {
         "task": task,
         "prior_episodes": n_prior,
+        "aprl_primed_transitions": primed,
         **counters,
         "updates": learner.updates,
         "curve": curve,

@@ -9,6 +9,7 @@ Variants (same task, budget, update ratio and seed):
   pretrained_only    pretrained, no prior data
   scratch_prior      from scratch, with prior data
   scratch            from scratch, no prior data
+  full_unprimed      the full method with APRL's dynamics model learnt online only (not run by default)
 The zero-shot pretrained success is the first point of every pretrained curve.
 Writes results.json and curves.png; prints one JSON object last.
 """
@@ -41,6 +42,7 @@ def main() -> None:
         "--variants",
         nargs="*",
         default=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch"],
+        choices=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed"],
     )
     ap.add_argument(
         "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
@@ -56,7 +58,7 @@ def main() -> None:
         if name in results:
             continue
         pretrained = args.pretrained if name.startswith(("full", "pretrained")) else None
-        prior = args.prior_data if name in ("full", "full_no_aprl", "scratch_prior") else None
+        prior = args.prior_data if name.startswith(("full", "scratch_prior")) else None
         s = run_finetune(
             FinetuneArgs(
                 env=args.env,
@@ -69,7 +71,7 @@ def main() -> None:
                 utd=args.utd,
                 eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes,
-                aprl=AprlConfig(enabled=name != "full_no_aprl"),
+                aprl=AprlConfig(enabled=name != "full_no_aprl", prime_with_prior=name != "full_unprimed"),
                 loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
                 seed=args.seed,
                 progress=False,

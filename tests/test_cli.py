@@ -96,6 +96,7 @@ def test_finetune(pipeline):
     )
     s = json.loads((out / "summary.json").read_text())
     assert s["env_steps"] >= 60 and s["updates"] >= 30 and s["prior_episodes"] > 0
+    assert s["aprl_primed_transitions"] > s["prior_episodes"]  # APRL is on by default and saw the prior data
     assert len(list((out / "episodes").glob("ep_*.npz"))) == s["episodes"]
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from finetune.aprl import AprlConfig, CautiousRange
+from finetune.episode import Episode
 from qtransformer.bins import ActionBins
 
 
@@ -59,6 +60,42 @@ def test_dynamics_error_drives_the_range_on_synthetic_data():
     before = cr.scale.copy()
     cr.step()
     assert cr.scale[0] < before[0] and cr.scale[1] == before[1]
+
+
+def test_priming_on_prior_episodes_makes_the_model_confident_before_any_online_step():
+    """Prior episodes of the same linear dynamics: after ``prime`` the very first online transitions
+    score as familiar and the first range update widens; without priming the model knows nothing
+    (no error ratio, so the range holds at its initial scale)."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(2, 3)) * 0.1
+
+    def episode(T=20):
+        a = rng.uniform(-0.5, 0.5, (T, 2)).astype(np.float32)
+        s = np.zeros((T + 1, 3), np.float32)
+        s[0] = rng.normal(size=3)
+        for t in range(T):
+            s[t + 1] = s[t] + a[t] @ A
+        return Episode(state=s, action=a, reward=np.zeros(T, np.float32), terminated=False, instruction="x")
+
+    def online_steps(cr, n):
+        ep = episode(n)
+        for t in range(n):
+            cr.observe(ep.state[t], ep.action[t], ep.state[t + 1])
+
+    primed = _range(initial_scale=0.5, adapt_every=10, window=10)
+    assert primed.prime([episode() for _ in range(30)]) == 600
+    assert primed.updates == 1 and np.isfinite(primed.train_error)
+    online_steps(primed, 10)
+    assert primed.error_ratio() < primed.cfg.low_error
+    np.testing.assert_allclose(primed.scale, 0.5 * (1 + primed.cfg.grow))
+
+    cold = _range(initial_scale=0.5, adapt_every=10, window=10)
+    online_steps(cold, 10)
+    assert cold.updates == 0 and np.isnan(cold.error_ratio())
+    np.testing.assert_allclose(cold.scale, 0.5)
+
+    resumed = _range(initial_scale=0.5)
+    assert resumed.prime([episode()], fit=False) == 20 and resumed.updates == 0 and len(resumed.data) == 20
 
 
 def test_config_validation():
