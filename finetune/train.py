@@ -19,7 +19,7 @@ import importlib
 import json
 import multiprocessing as mp
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -131,8 +131,8 @@ def _to_online_episode(ep: Any) -> Episode:
     )
 
 
-def load_prior(args: FinetuneArgs, use_images: bool) -> list[Episode]:
-    """The prior data's episodes (filtered as ``args`` asks), as replay episodes."""
+def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
+    """The prior data's episodes (filtered as ``args`` asks), as replay episodes, one at a time."""
     from pretrain.loader import EpisodeFilter, load_episodes
 
     filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
@@ -142,7 +142,7 @@ def load_prior(args: FinetuneArgs, use_images: bool) -> list[Episode]:
         cameras=None if use_images else [],
         max_episodes=args.prior_max_episodes,
     )
-    return [_to_online_episode(ep) for ep in episodes if ep.length >= 2 or ep.terminated]
+    return (_to_online_episode(ep) for ep in episodes if ep.length >= 2 or ep.terminated)
 
 
 def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -269,15 +269,16 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
     offline = None
     n_prior = 0
-    prior_episodes: list[Episode] = []
+    prior_motion: list[Episode] = []  # states and actions only, for APRL's dynamics model
     if args.prior_data:
         offline = EpisodeReplay(
             cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
         )
-        prior_episodes = load_prior(args, use_images)
-        for ep in prior_episodes:
+        for ep in load_prior(args, use_images):
             offline.add(ep)
-        n_prior = len(prior_episodes)
+            n_prior += 1
+            if args.aprl.enabled and args.aprl.prime_with_prior:
+                prior_motion.append(dataclasses.replace(ep, image=None))
     online = EpisodeReplay(
         cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
     )
@@ -314,8 +315,8 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     primed = 0
     if args.aprl.enabled and args.aprl.prime_with_prior:
         # The data is not part of the snapshot: a resumed run primes again, the weights stay resumed.
-        primed = actor.cautious.prime(prior_episodes, fit=actor.cautious.updates == 0)
-    del prior_episodes
+        primed = actor.cautious.prime(prior_motion, fit=actor.cautious.updates == 0)
+    del prior_motion
     actor.load_weights(learner.weights(), learner.updates)
 
     writer = SummaryWriter(str(out / "logs"))
