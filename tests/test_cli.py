@@ -161,3 +161,8 @@ def test_demo_tiny(tmp_path):
     for f in ("curve.png", "rollout_before.gif", "rollout_after.gif", "report.md"):
         assert (out / f).stat().st_size > 0
     assert 0.0 <= res["finetuned_success_heldout_task"] <= 1.0
+    # Navigate's demo runs at 4 Hz: the data records it and the fine-tuned policy kept it.
+    assert res["control_hz"] == 4.0
+    assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4
+    tuned = json.loads((out / "finetune" / "policy" / "config.json").read_text())
+    assert tuned["meta"]["env_kwargs"] == {"control_hz": 4.0}
