@@ -166,3 +166,34 @@ def test_demo_tiny(tmp_path):
     assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4
     tuned = json.loads((out / "finetune" / "policy" / "config.json").read_text())
     assert tuned["meta"]["env_kwargs"] == {"control_hz": 4.0}
+
+
+def test_render_rollout_of_a_policy_and_of_the_expert(pipeline, tmp_path):
+    import imageio.v2 as imageio
+
+    script = [sys.executable, "scripts/render_rollout.py", "--env", "navigate", "--task", "go_to:red_sphere"]
+    for who, extra in (("policy", ["--checkpoint", str(pipeline["policy"])]), ("expert", [])):
+        gif, sheet = tmp_path / f"{who}.gif", tmp_path / f"{who}.png"
+        res = subprocess.run(
+            [*script, *extra, "--size", "48", "--out", str(gif), "--sheet", str(sheet)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        assert r["task"] == "go_to:red_sphere" and r["steps"] >= 1
+        # first frame, one per step, the linger (GIF encoding may merge identical consecutive frames)
+        assert 1 < len(imageio.mimread(gif)) <= r["steps"] + 1 + 5
+        picture = imageio.imread(sheet)
+        assert picture.shape == (48, 8 * 48, 3) and picture.std() > 10  # a rendered scene, not a blank
+    assert r["success"]  # the expert reaches the landmark
+    wrong_env = [sys.executable, "scripts/render_rollout.py", "--env", "garbage_sort"]
+    res = subprocess.run(
+        [*wrong_env, "--checkpoint", str(pipeline["policy"]), "--out", str(tmp_path / "x.gif")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert res.returncode != 0 and "was trained on 'navigate', not 'garbage_sort'" in res.stderr
