@@ -267,27 +267,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     learner_model = QTransformer(mcfg)
     learner_model.load_state_dict(policy.model.state_dict())
     learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
-    offline = None
-    n_prior = 0
-    prior_motion: list[Episode] = []  # states and actions only, for APRL's dynamics model
-    if args.prior_data:
-        offline = EpisodeReplay(
-            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
-        )
-        for ep in load_prior(args, use_images):
-            offline.add(ep)
-            n_prior += 1
-            if args.aprl.enabled and args.aprl.prime_with_prior:
-                prior_motion.append(dataclasses.replace(ep, image=None))
-    online = EpisodeReplay(
-        cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
-    )
-    store = EpisodeStore(out / "episodes")
-    snapshot_path = out / "learner.pt"
-    counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}
-    curve: list[dict[str, Any]] = []
     env_kwargs = policy.meta["env_kwargs"]
-    make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs)  # noqa: E731
     actor = Actor(
         policy,
         envs.make_env(
@@ -298,6 +278,26 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         args.aprl,
         seed=args.seed,
     )
+    offline = None
+    n_prior = primed = 0
+    prime = args.aprl.enabled and args.aprl.prime_with_prior
+    if args.prior_data:
+        offline = EpisodeReplay(
+            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
+        )
+        for ep in load_prior(args, use_images):
+            offline.add(ep)
+            n_prior += 1
+            if prime:  # APRL's dynamics model sees the prior transitions too (fitted below)
+                primed += actor.cautious.prime([ep], fit=False)
+    online = EpisodeReplay(
+        cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
+    )
+    store = EpisodeStore(out / "episodes")
+    snapshot_path = out / "learner.pt"
+    counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}
+    curve: list[dict[str, Any]] = []
+    make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs)  # noqa: E731
     if args.resume and snapshot_path.exists():
         snap = load_snapshot(snapshot_path)
         learner.load_state_dict(snap["learner"])
@@ -312,11 +312,8 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         counters["env_steps"] = sum(len(e) for e in stored)
         counters["episodes"] = len(stored)
         actor.episodes = len(stored)
-    primed = 0
-    if args.aprl.enabled and args.aprl.prime_with_prior:
-        # The data is not part of the snapshot: a resumed run primes again, the weights stay resumed.
-        primed = actor.cautious.prime(prior_motion, fit=actor.cautious.updates == 0)
-    del prior_motion
+    if primed and actor.cautious.updates == 0:  # a resumed run keeps its restored dynamics model
+        actor.cautious.train(iters=args.aprl.prime_iters)
     actor.load_weights(learner.weights(), learner.updates)
 
     writer = SummaryWriter(str(out / "logs"))
