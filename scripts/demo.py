@@ -57,23 +57,10 @@ def _stage(name: str) -> float:
 
 
 def record_gif(policy: Any, env_name: str, task: str, path: Path, seed: int) -> bool:
-    import imageio.v2 as imageio
+    from scripts.render_rollout import policy_rollout, save_gif
 
-    import envs
-    from qtransformer.rollout import run_episode
-
-    env = envs.make_env(
-        env_name,
-        image_size=policy.model.cfg.image_size,
-        tasks="all",
-        render_mode="rgb_array",
-        **policy.meta.get("env_kwargs", {}),
-    )
-    try:
-        r = run_episode(policy, env, seed=seed, options={"task": task}, record=True)
-    finally:
-        env.close()
-    imageio.mimsave(path, r.frames, duration=1.0 / env.metadata["render_fps"], loop=0)
+    r, fps = policy_rollout(policy, env_name, task, seed)
+    save_gif(path, r.frames, fps)
     return r.success
 
 

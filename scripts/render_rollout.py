@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -22,6 +23,37 @@ import imageio.v2 as imageio
 import numpy as np
 
 import envs
+from qtransformer.rollout import EpisodeResult, run_episode
+
+
+def policy_rollout(
+    policy: Any, env_name: str, task: str | None, seed: int, size: int = 256
+) -> tuple[EpisodeResult, float]:
+    """One greedy episode of ``policy`` with rendered frames, at the policy's control rate and camera
+    size; returns it with the env's frame rate."""
+    if policy.meta.get("env", env_name) != env_name:
+        raise ValueError(f"the policy was trained on {policy.meta['env']!r}, not {env_name!r}")
+    env = envs.make_env(
+        env_name,
+        image_size=policy.model.cfg.image_size,
+        tasks="all",
+        render_mode="rgb_array",
+        render_size=size,
+        **policy.meta.get("env_kwargs", {}),
+    )
+    try:
+        if task is not None and task not in env.unwrapped.task_ids:
+            raise ValueError(f"unknown task {task!r}; choose from {list(env.unwrapped.task_ids)}")
+        r = run_episode(policy, env, seed=seed, options={"task": task} if task else None, record=True)
+    finally:
+        env.close()
+    return r, float(env.metadata["render_fps"])
+
+
+def save_gif(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
+    """Frames as a looping GIF, each shown for one control step (imageio's duration is in ms)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
 
 
 def main() -> None:
@@ -39,25 +71,17 @@ def main() -> None:
         help="a policy directory (qt pretrain/finetune's policy/): render it, not the expert",
     )
     args = p.parse_args()
-    policy, env_kwargs = None, {}
     if args.checkpoint:
         from qtransformer.policy import QTransformerPolicy
 
         policy = QTransformerPolicy.from_checkpoint(args.checkpoint)
-        if policy.meta.get("env", args.env) != args.env:
-            raise ValueError(f"{args.checkpoint} was trained on {policy.meta['env']!r}, not {args.env!r}")
-        env_kwargs = {"image_size": policy.model.cfg.image_size, **policy.meta.get("env_kwargs", {})}
-    env = envs.make_env(args.env, tasks="all", render_mode="rgb_array", render_size=args.size, **env_kwargs)
-    if args.task is not None and args.task not in env.unwrapped.task_ids:
-        raise ValueError(f"unknown task {args.task!r}; choose from {list(env.unwrapped.task_ids)}")
-    options = {"task": args.task} if args.task else None
-    if policy is not None:
-        from qtransformer.rollout import run_episode
-
-        r = run_episode(policy, env, seed=args.seed, options=options, record=True)
+        r, fps = policy_rollout(policy, args.env, args.task, args.seed, args.size)
         frames, task, instruction, success = r.frames, r.task, r.instruction, r.success
     else:
-        obs, info = env.reset(seed=args.seed, options=options)
+        env = envs.make_env(args.env, tasks="all", render_mode="rgb_array", render_size=args.size)
+        if args.task is not None and args.task not in env.unwrapped.task_ids:
+            raise ValueError(f"unknown task {args.task!r}; choose from {list(env.unwrapped.task_ids)}")
+        obs, info = env.reset(seed=args.seed, options={"task": args.task} if args.task else None)
         task, instruction = info["task"], str(obs["instruction"])
         expert = envs.make_expert(env, fail_prob=args.fail_prob, seed=args.seed)
         frames = [env.render()]
@@ -66,16 +90,15 @@ def main() -> None:
             obs, _, terminated, truncated, step_info = env.step(expert.act(obs))
             frames.append(env.render())
             done = terminated or truncated
-        success = bool(step_info["is_success"])
+        success, fps = bool(step_info["is_success"]), float(env.metadata["render_fps"])
+        env.close()
     frames += [frames[-1]] * 5  # linger on the result
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(out, frames, duration=1000 / env.metadata["render_fps"], loop=0)
+    save_gif(out, frames, fps)
     if args.sheet:
         idx = np.linspace(0, len(frames) - 6, 8).astype(int)
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
         imageio.imwrite(args.sheet, np.concatenate([frames[i] for i in idx], axis=1))
-    env.close()
     result = {
         "out": str(out),
         "task": task,

@@ -166,6 +166,10 @@ def test_demo_tiny(tmp_path):
     assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4
     tuned = json.loads((out / "finetune" / "policy" / "config.json").read_text())
     assert tuned["meta"]["env_kwargs"] == {"control_hz": 4.0}
+    from PIL import Image
+
+    with Image.open(out / "rollout_after.gif") as gif:
+        assert gif.info["duration"] == 250  # one frame per 4 Hz control step, in ms
 
 
 def test_render_rollout_of_a_policy_and_of_the_expert(pipeline, tmp_path):
