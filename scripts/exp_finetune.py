@@ -26,6 +26,8 @@ from pretrain.train import dataset_meta
 from qtransformer.config import LossConfig
 from scripts.plots import plot_success_curves
 
+VARIANTS = ("full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,8 +43,8 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         nargs="*",
-        default=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch"],
-        choices=["full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed"],
+        default=[v for v in VARIANTS if v != "full_unprimed"],
+        choices=VARIANTS,
     )
     ap.add_argument(
         "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
