@@ -24,6 +24,7 @@ from torch import nn
 
 from envs import make_env, make_expert
 from envs import tasks as T
+from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
 
@@ -51,7 +52,7 @@ def oracle_bc(dataset: str, success_only: bool, steps: int, episodes: int, seed:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    env = make_env("navigate")
+    env = make_env("navigate", control_hz=float(DatasetMeta.load(dataset).fps))  # the data's rate
     tids = task_ids("navigate", "train")
     wins = []
     for k in range(episodes):
