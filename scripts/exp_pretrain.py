@@ -14,6 +14,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
   qt_bins32                32 bins per dimension instead of 256
   qt_timeout_fail          episodes that stopped without success end in a terminal failure
+  qt_basis16, bc_all_basis16, bc_success_basis16
+                           the Q head as 16 smooth bumps over the bins (ModelConfig.q_basis)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -43,6 +45,9 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
     "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
+    "qt_basis16": (LossConfig(), False, {"q_basis": 16}),
+    "bc_all_basis16": (LossConfig(behavior_cloning=True), False, {"q_basis": 16}),
+    "bc_success_basis16": (LossConfig(behavior_cloning=True), True, {"q_basis": 16}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
@@ -58,6 +63,9 @@ def main() -> None:
     ap.add_argument("--curve-points", type=int, default=4)
     ap.add_argument("--curve-episodes", type=int, default=10)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    ap.add_argument(
+        "--lr", type=float, default=3e-4, help="peak learning rate (cosine decay, 100 warm-up steps)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -77,7 +85,7 @@ def main() -> None:
             out=str(run),
             model=ModelConfig(**{**MODEL_PRESETS["small"], **model_kw}),
             loss=loss,
-            optim=OptimConfig(lr=3e-4, warmup_steps=100),
+            optim=OptimConfig(lr=args.lr, warmup_steps=100),
             steps=args.steps,
             batch_size=args.batch_size,
             success_only=success_only,

@@ -6,6 +6,7 @@
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
 An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
 (MSE), and is evaluated greedily on the training tasks. It bounds what imitation of the data can reach.
+With ``--language`` the MLP gets the instruction's sentence embedding instead of the goal slot.
 
 ``q-profile``: where does a trained Q-Transformer put its greedy bins? For a few start states it prints,
 per action dimension, the chosen bin, the bin of the scripted expert's action, the Q-values at both, and
@@ -36,9 +37,27 @@ def _goal_onehot(task_id: str, n: int) -> np.ndarray:
     return out
 
 
-def oracle_bc(dataset: str, success_only: bool, steps: int, episodes: int, seed: int) -> dict[str, float]:
+def oracle_bc(
+    dataset: str, success_only: bool, steps: int, episodes: int, seed: int, language: bool = False
+) -> dict[str, float]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=success_only))
-    x = np.concatenate([np.concatenate([e.state, _goal_onehot(e.task_id, len(e.state))], 1) for e in eps])
+    if language:  # the instruction's sentence embedding instead of the oracle's goal slot
+        from qtransformer.text import TextEncoder
+
+        encoder, cache = TextEncoder(), {}
+
+        def goal(task: str, instruction: str, n: int) -> np.ndarray:
+            if instruction not in cache:
+                cache[instruction] = encoder.encode([instruction]).numpy()
+            return np.repeat(cache[instruction], n, 0)
+    else:
+
+        def goal(task: str, instruction: str, n: int) -> np.ndarray:
+            return _goal_onehot(task, n)
+
+    x = np.concatenate(
+        [np.concatenate([e.state, goal(e.task_id, e.instruction, len(e.state))], 1) for e in eps]
+    )
     y = np.concatenate([e.action for e in eps])
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
@@ -57,11 +76,11 @@ def oracle_bc(dataset: str, success_only: bool, steps: int, episodes: int, seed:
     wins = []
     for k in range(episodes):
         obs, _ = env.reset(seed=3000 + k, options={"task": tids[k % len(tids)]})
-        task = env.unwrapped.task_id
+        g = goal(env.unwrapped.task_id, str(obs["instruction"]), 1)
         done, term = False, False
         while not done:
             with torch.no_grad():
-                a = net(torch.tensor(np.concatenate([obs["state"][None], _goal_onehot(task, 1)], 1)))[0]
+                a = net(torch.tensor(np.concatenate([obs["state"][None], g], 1)))[0]
             obs, _, term, trunc, _ = env.step(np.clip(a.numpy(), -1.0, 1.0))
             done = term or trunc
         wins.append(bool(term))
@@ -110,6 +129,7 @@ def main() -> None:
     o = sub.add_parser("oracle-bc")
     o.add_argument("--dataset", required=True)
     o.add_argument("--success-only", action="store_true")
+    o.add_argument("--language", action="store_true", help="condition on the instruction, not the goal slot")
     o.add_argument("--steps", type=int, default=4000)
     o.add_argument("--episodes", type=int, default=60)
     o.add_argument("--seed", type=int, default=0)
@@ -119,7 +139,7 @@ def main() -> None:
     q.add_argument("--states", type=int, default=3)
     args = ap.parse_args()
     if args.cmd == "oracle-bc":
-        res = oracle_bc(args.dataset, args.success_only, args.steps, args.episodes, args.seed)
+        res = oracle_bc(args.dataset, args.success_only, args.steps, args.episodes, args.seed, args.language)
     else:
         res = q_profile(args.policy, args.dataset, args.states)
     print(json.dumps(res))

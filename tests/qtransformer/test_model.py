@@ -137,3 +137,44 @@ def test_config_validation():
         tiny_config(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="num_bins"):
         tiny_config(num_bins=1)
+
+
+def _raise_one_bin(cfg: ModelConfig, target_bin: int) -> torch.Tensor:
+    """Q-values of dimension 0 after pushing up only ``target_bin``, minus those before: (K,)."""
+    torch.manual_seed(0)
+    model = QTransformer(cfg)
+    state, emb = torch.randn(1, cfg.state_dim), torch.randn(1, cfg.text_dim)
+    no_bins = torch.zeros(1, 0, dtype=torch.long)
+    before = model(state, emb, no_bins)[0, 0].detach()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        loss = (1.0 - model(state, emb, no_bins)[0, 0, target_bin]).pow(2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model(state, emb, no_bins)[0, 0].detach() - before
+
+
+def test_q_basis_shares_evidence_between_neighbouring_bins():
+    K, target = 64, 32
+    independent = _raise_one_bin(tiny_config(num_bins=K), target)
+    smooth = _raise_one_bin(tiny_config(num_bins=K, q_basis=8), target)
+    for delta in (independent, smooth):
+        assert delta[target] > 0.05  # the pushed bin rose in both heads
+    # With one output per bin, the bins beside it hardly move; with the basis they rise almost as much,
+    # while a bin far away stays where it was.
+    assert independent[target + 1] < 0.3 * independent[target]
+    assert smooth[target + 1] > 0.8 * smooth[target]
+    assert smooth[0].abs() < 0.3 * smooth[target]
+
+
+def test_q_basis_is_not_saved_and_old_configs_mean_no_basis():
+    cfg = tiny_config(num_bins=32, q_basis=4)
+    model = QTransformer(cfg)
+    assert model.bin_basis.shape == (4, 32)
+    assert "bin_basis" not in model.state_dict()  # rebuilt from the config, so checkpoints stay small
+    assert model.head[-1].out_features == 4
+    old = {k: v for k, v in cfg.to_dict().items() if k != "q_basis"}
+    assert ModelConfig.from_dict(old).q_basis == 0
+    with pytest.raises(ValueError, match="q_basis"):
+        tiny_config(num_bins=8, q_basis=9)
