@@ -6,7 +6,9 @@
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
 An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
 (MSE), and is evaluated greedily on the training tasks. It bounds what imitation of the data can reach.
-With ``--language`` the MLP gets the instruction's sentence embedding instead of the goal slot.
+With ``--language`` the MLP gets the instruction's sentence embedding instead of the goal slot; with
+``--bins K`` it classifies each dimension into K bins (cross-entropy, argmax acts) instead of
+regressing, and ``--basis M`` makes those logits M smooth bumps (``ModelConfig.q_basis``).
 
 ``q-profile``: where does a trained Q-Transformer put its greedy bins? For a few start states it prints,
 per action dimension, the chosen bin, the bin of the scripted expert's action, the Q-values at both, and
@@ -28,6 +30,8 @@ from envs import tasks as T
 from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
+from qtransformer.bins import ActionBins
+from qtransformer.model import bin_basis
 
 
 def _goal_onehot(task_id: str, n: int) -> np.ndarray:
@@ -38,7 +42,14 @@ def _goal_onehot(task_id: str, n: int) -> np.ndarray:
 
 
 def oracle_bc(
-    dataset: str, success_only: bool, steps: int, episodes: int, seed: int, language: bool = False
+    dataset: str,
+    success_only: bool,
+    steps: int,
+    episodes: int,
+    seed: int,
+    language: bool = False,
+    bins: int = 0,
+    basis: int = 0,
 ) -> dict[str, float]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=success_only))
     if language:  # the instruction's sentence embedding instead of the oracle's goal slot
@@ -61,13 +72,31 @@ def oracle_bc(
     y = np.concatenate([e.action for e in eps])
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
+    D = Y.shape[1]
+    out = D * (basis or bins or 1)
     net = nn.Sequential(
-        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 3)
+        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, out)
     )
+    action_bins = ActionBins(-np.ones(D), np.ones(D), bins) if bins else None
+    shape = bin_basis(basis, bins) if basis else None
+
+    def logits(x: torch.Tensor) -> torch.Tensor:  # (N, D, bins): one class per bin, argmax acts
+        h = net(x).view(len(x), D, -1)
+        return h @ shape if shape is not None else h
+
+    def act(x: torch.Tensor) -> np.ndarray:
+        if action_bins is None:
+            return np.clip(net(x)[0].numpy(), -1.0, 1.0)
+        return action_bins.undiscretize(logits(x)[0].argmax(-1))
+
+    B = torch.tensor(action_bins.discretize(y)) if action_bins else None
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     for _ in range(steps):
         i = torch.randint(0, len(X), (256,))
-        loss = (net(X[i]) - Y[i]).pow(2).mean()
+        if B is None:
+            loss = (net(X[i]) - Y[i]).pow(2).mean()
+        else:
+            loss = nn.functional.cross_entropy(logits(X[i]).flatten(0, 1), B[i].flatten())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -80,8 +109,8 @@ def oracle_bc(
         done, term = False, False
         while not done:
             with torch.no_grad():
-                a = net(torch.tensor(np.concatenate([obs["state"][None], g], 1)))[0]
-            obs, _, term, trunc, _ = env.step(np.clip(a.numpy(), -1.0, 1.0))
+                a = act(torch.tensor(np.concatenate([obs["state"][None], g], 1)))
+            obs, _, term, trunc, _ = env.step(a)
             done = term or trunc
         wins.append(bool(term))
     env.close()
@@ -130,6 +159,8 @@ def main() -> None:
     o.add_argument("--dataset", required=True)
     o.add_argument("--success-only", action="store_true")
     o.add_argument("--language", action="store_true", help="condition on the instruction, not the goal slot")
+    o.add_argument("--bins", type=int, default=0, help="classify into this many bins per dimension (0: MSE)")
+    o.add_argument("--basis", type=int, default=0, help="with --bins: logits as smooth bumps (q_basis)")
     o.add_argument("--steps", type=int, default=4000)
     o.add_argument("--episodes", type=int, default=60)
     o.add_argument("--seed", type=int, default=0)
