@@ -59,11 +59,6 @@ class ModelConfig:
     """LayerNorm in the Q head (stabilises high update-to-data fine-tuning, RLPD-style)."""
     head_dropout: float = 0.0
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
-    q_basis: int = 0
-    """0: the Q head gives every bin its own output, as in the paper. M > 0: it gives M weights of
-    Gaussian bumps spread evenly over the bins (width one spacing), so neighbouring bins share
-    evidence: a logged action also informs the bins beside it, and the conservative term cannot push
-    them down independently of it (docs/results.md, section 2)."""
     q_activation: Literal["sigmoid", "none"] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
 
@@ -83,10 +78,6 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
         _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
         _check(
-            self.q_basis == 0 or 2 <= self.q_basis <= self.num_bins,
-            f"q_basis must be 0 or in [2, num_bins={self.num_bins}], got {self.q_basis}",
-        )
-        _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
         )
 
@@ -102,8 +93,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
         # Configs written before the state encoder could be FiLM-conditioned describe networks without it.
-        # ... and before the Q head could use a smooth bin basis, networks with one output per bin.
-        return cls(**{"state_film": False, "q_basis": 0, **d})
+        return cls(**{"state_film": False, **d})
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {

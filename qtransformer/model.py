@@ -32,13 +32,6 @@ def greedy_selector(q: torch.Tensor, dim: int) -> torch.Tensor:
     return q.argmax(dim=-1)
 
 
-def bin_basis(m: int, k: int) -> torch.Tensor:
-    """(m, k): m Gaussian bumps with evenly spaced centres over bins 0..k-1, each one spacing wide."""
-    centres = torch.linspace(0.0, k - 1.0, m)
-    width = (k - 1.0) / (m - 1.0)
-    return torch.exp(-0.5 * ((torch.arange(k, dtype=torch.float32)[None] - centres[:, None]) / width) ** 2)
-
-
 class FiLM(nn.Module):
     """Feature-wise affine modulation from the instruction (the FiLM-EfficientNet idea, RT-1 / §5)."""
 
@@ -190,13 +183,9 @@ class QTransformer(nn.Module):
             nn.LayerNorm(d) if cfg.head_layernorm else nn.Identity(),
             nn.GELU(),
             nn.Dropout(cfg.head_dropout),
-            nn.Linear(d, cfg.q_basis or K),
+            nn.Linear(d, K),
         ]
         self.head = nn.Sequential(*head)
-        # (M, K) Gaussian bumps over the bin index; derived from the config, so not saved.
-        self.register_buffer(
-            "bin_basis", bin_basis(cfg.q_basis, K) if cfg.q_basis else None, persistent=False
-        )
         self.apply(self._init)
         for p in (self.context_pos, self.start, self.dim_emb):
             nn.init.normal_(p, std=0.02)
@@ -284,8 +273,6 @@ class QTransformer(nn.Module):
 
     def q_values(self, h: torch.Tensor) -> torch.Tensor:
         q = self.head(self.ln_f(h))
-        if self.bin_basis is not None:
-            q = q @ self.bin_basis
         return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
 
     # ------------------------------------------------------------------ training

@@ -24,7 +24,7 @@ from pathlib import Path
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
 from pretrain.train import dataset_meta
-from qtransformer.config import LossConfig, ModelConfig
+from qtransformer.config import LossConfig
 from scripts.plots import plot_success_curves
 
 VARIANTS = ("full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed")
@@ -51,7 +51,6 @@ def main() -> None:
         "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
     )
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant)")
-    ap.add_argument("--q-basis", type=int, default=0, help="ModelConfig.q_basis of the from-scratch networks")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -79,7 +78,6 @@ def main() -> None:
                 aprl=AprlConfig(enabled=name != "full_no_aprl", prime_with_prior=name != "full_unprimed"),
                 loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
-                model=ModelConfig(q_basis=args.q_basis),
                 seed=args.seed,
                 progress=False,
             )

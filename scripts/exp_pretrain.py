@@ -14,8 +14,6 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
   qt_bins32                32 bins per dimension instead of 256
   qt_timeout_fail          episodes that stopped without success end in a terminal failure
-  qt_basis16, bc_all_basis16, bc_success_basis16
-                           the Q head as 16 smooth bumps over the bins (ModelConfig.q_basis)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -45,9 +43,6 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
     "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
-    "qt_basis16": (LossConfig(), False, {"q_basis": 16}),
-    "bc_all_basis16": (LossConfig(behavior_cloning=True), False, {"q_basis": 16}),
-    "bc_success_basis16": (LossConfig(behavior_cloning=True), True, {"q_basis": 16}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

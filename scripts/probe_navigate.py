@@ -8,7 +8,7 @@ An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the 
 (MSE), and is evaluated greedily on the training tasks. It bounds what imitation of the data can reach.
 With ``--language`` the MLP gets the instruction's sentence embedding instead of the goal slot; with
 ``--bins K`` it classifies each dimension into K bins (cross-entropy, argmax acts) instead of
-regressing, and ``--basis M`` makes those logits M smooth bumps (``ModelConfig.q_basis``).
+regressing.
 
 ``q-profile``: where does a trained Q-Transformer put its greedy bins? For a few start states it prints,
 per action dimension, the chosen bin, the bin of the scripted expert's action, the Q-values at both, and
@@ -31,7 +31,6 @@ from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
 from qtransformer.bins import ActionBins
-from qtransformer.model import bin_basis
 
 
 def _goal_onehot(task_id: str, n: int) -> np.ndarray:
@@ -49,7 +48,6 @@ def oracle_bc(
     seed: int,
     language: bool = False,
     bins: int = 0,
-    basis: int = 0,
 ) -> dict[str, float]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=success_only))
     if language:  # the instruction's sentence embedding instead of the oracle's goal slot
@@ -73,16 +71,14 @@ def oracle_bc(
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
     D = Y.shape[1]
-    out = D * (basis or bins or 1)
+    out = D * (bins or 1)
     net = nn.Sequential(
         nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, out)
     )
     action_bins = ActionBins(-np.ones(D), np.ones(D), bins) if bins else None
-    shape = bin_basis(basis, bins) if basis else None
 
     def logits(x: torch.Tensor) -> torch.Tensor:  # (N, D, bins): one class per bin, argmax acts
-        h = net(x).view(len(x), D, -1)
-        return h @ shape if shape is not None else h
+        return net(x).view(len(x), D, -1)
 
     def act(x: torch.Tensor) -> np.ndarray:
         if action_bins is None:
@@ -160,7 +156,6 @@ def main() -> None:
     o.add_argument("--success-only", action="store_true")
     o.add_argument("--language", action="store_true", help="condition on the instruction, not the goal slot")
     o.add_argument("--bins", type=int, default=0, help="classify into this many bins per dimension (0: MSE)")
-    o.add_argument("--basis", type=int, default=0, help="with --bins: logits as smooth bumps (q_basis)")
     o.add_argument("--steps", type=int, default=4000)
     o.add_argument("--episodes", type=int, default=60)
     o.add_argument("--seed", type=int, default=0)
