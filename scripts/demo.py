@@ -101,7 +101,7 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
             out=str(out / "pretrain"),
             model=model,
             loss=LossConfig(),
-            optim=OptimConfig(lr=3e-4, warmup_steps=100),
+            optim=OptimConfig(lr=1e-3, warmup_steps=100),
             steps=args.pretrain_steps,
             batch_size=128,
             save_every=500,

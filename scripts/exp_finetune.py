@@ -21,6 +21,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
 from pretrain.train import dataset_meta
@@ -51,6 +52,9 @@ def main() -> None:
         "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
     )
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant)")
+    ap.add_argument(
+        "--epsilon", type=float, default=0.2, help="epsilon-greedy per dimension at the start (decays)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -78,6 +82,7 @@ def main() -> None:
                 aprl=AprlConfig(enabled=name != "full_no_aprl", prime_with_prior=name != "full_unprimed"),
                 loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
+                exploration=ExplorationConfig(epsilon_start=args.epsilon),
                 seed=args.seed,
                 progress=False,
             )

@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--curve-episodes", type=int, default=10)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     ap.add_argument(
-        "--lr", type=float, default=3e-4, help="peak learning rate (cosine decay, 100 warm-up steps)"
+        "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay, 100 warm-up steps)"
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
