@@ -1,4 +1,4 @@
-"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 4.5 minutes).
+"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 4 minutes).
 
 1. generate a mixed-quality multi-task dataset with the scripted experts (``qt datagen``);
 2. pretrain a Q-Transformer offline on it (``qt pretrain``);
@@ -25,15 +25,15 @@ DEMO_NAVIGATE_HZ = 4.0
 
 @dataclass
 class DemoArgs:
-    """The end-to-end demo. Defaults finish in about 4.5 minutes on 2 CPU cores."""
+    """The end-to-end demo. Defaults finish in about 4 minutes on 2 CPU cores."""
 
     env: Literal["garbage_sort", "navigate"] = "navigate"
     """Env of the demo."""
     out: str = "runs/demo"
     """Report folder (and the run's data, checkpoints and logs below it)."""
-    episodes: int = 300
-    """Episodes of prior data to generate."""
-    pretrain_steps: int = 1500
+    episodes: int = 1500
+    """Episodes of prior data to generate (fewer make a weaker pretrained policy: docs/results.md, section 4)."""
+    pretrain_steps: int = 2000
     """Offline gradient steps."""
     finetune_env_steps: int = 1000
     """Online environment steps on the held-out task."""
