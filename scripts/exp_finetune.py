@@ -53,6 +53,9 @@ def main() -> None:
     )
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant)")
     ap.add_argument(
+        "--offline-fraction", type=float, default=0.5, help="share of each batch drawn from the prior data"
+    )
+    ap.add_argument(
         "--epsilon", type=float, default=0.2, help="epsilon-greedy per dimension at the start (decays)"
     )
     ap.add_argument("--seed", type=int, default=0)
@@ -83,6 +86,7 @@ def main() -> None:
                 loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
                 exploration=ExplorationConfig(epsilon_start=args.epsilon),
+                offline_fraction=args.offline_fraction,
                 seed=args.seed,
                 progress=False,
             )
