@@ -153,6 +153,8 @@ def test_demo_tiny(tmp_path):
         "40",
         "--eval-episodes",
         "1",
+        "--heldout-episodes",
+        "2",
         "--workers",
         "1",
         "--tiny",
@@ -161,6 +163,8 @@ def test_demo_tiny(tmp_path):
     for f in ("curve.png", "rollout_before.gif", "rollout_after.gif", "report.md"):
         assert (out / f).stat().st_size > 0
     assert 0.0 <= res["finetuned_success_heldout_task"] <= 1.0
+    # The held-out task is evaluated on its own episode count, and the report says how many.
+    assert "| held-out task after fine-tuning | 2 |" in (out / "report.md").read_text()
     # Navigate's demo runs at 4 Hz: the data records it and the fine-tuned policy kept it.
     assert res["control_hz"] == 4.0
     assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4
