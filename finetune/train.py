@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import multiprocessing as mp
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +32,7 @@ from finetune.episode import Episode
 from finetune.learner import Learner
 from finetune.replay import EpisodeReplay
 from finetune.store import EpisodeStore, load_snapshot, save_snapshot
+from pretrain.dataset import write_json
 from qtransformer.bins import ActionBins
 from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfig
@@ -348,7 +348,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         }
         curve.append(point)
         log("charts/eval_success_rate", res["success_rate"])
-        (out / "curve.json").write_text(json.dumps(curve, indent=2))
+        write_json(out / "curve.json", curve)  # atomic: a reader never sees half a file
 
     if not curve:
         run_eval()  # zero-shot point at step 0
@@ -449,6 +449,6 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         "final_success_rate": curve[-1]["success_rate"] if curve else None,
         "seconds": time.perf_counter() - t0,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     writer.close()
     return summary
