@@ -1,4 +1,4 @@
-"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 4 minutes).
+"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 5 minutes).
 
 1. generate a mixed-quality multi-task dataset with the scripted experts (``qt datagen``);
 2. pretrain a Q-Transformer offline on it (``qt pretrain``);
@@ -25,7 +25,7 @@ DEMO_NAVIGATE_HZ = 4.0
 
 @dataclass
 class DemoArgs:
-    """The end-to-end demo. Defaults finish in about 4 minutes on 2 CPU cores."""
+    """The end-to-end demo. Defaults finish in about 5 minutes on 2 CPU cores."""
 
     env: Literal["garbage_sort", "navigate"] = "navigate"
     """Env of the demo."""
