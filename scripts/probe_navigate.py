@@ -165,7 +165,9 @@ def main() -> None:
     q.add_argument("--states", type=int, default=3)
     args = ap.parse_args()
     if args.cmd == "oracle-bc":
-        res = oracle_bc(args.dataset, args.success_only, args.steps, args.episodes, args.seed, args.language)
+        res = oracle_bc(
+            args.dataset, args.success_only, args.steps, args.episodes, args.seed, args.language, args.bins
+        )
     else:
         res = q_profile(args.policy, args.dataset, args.states)
     print(json.dumps(res))
