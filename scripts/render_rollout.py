@@ -26,6 +26,12 @@ import envs
 from qtransformer.rollout import EpisodeResult, run_episode
 
 
+def check_task(env: Any, task: str | None) -> None:
+    """A clear error for a task id the env does not have (None lets the env pick)."""
+    if task is not None and task not in env.unwrapped.task_ids:
+        raise ValueError(f"unknown task {task!r}; choose from {list(env.unwrapped.task_ids)}")
+
+
 def policy_rollout(
     policy: Any, env_name: str, task: str | None, seed: int, size: int = 256
 ) -> tuple[EpisodeResult, float]:
@@ -42,8 +48,7 @@ def policy_rollout(
         **policy.meta.get("env_kwargs", {}),
     )
     try:
-        if task is not None and task not in env.unwrapped.task_ids:
-            raise ValueError(f"unknown task {task!r}; choose from {list(env.unwrapped.task_ids)}")
+        check_task(env, task)
         r = run_episode(policy, env, seed=seed, options={"task": task} if task else None, record=True)
     finally:
         env.close()
@@ -79,8 +84,7 @@ def main() -> None:
         frames, task, instruction, success = r.frames, r.task, r.instruction, r.success
     else:
         env = envs.make_env(args.env, tasks="all", render_mode="rgb_array", render_size=args.size)
-        if args.task is not None and args.task not in env.unwrapped.task_ids:
-            raise ValueError(f"unknown task {args.task!r}; choose from {list(env.unwrapped.task_ids)}")
+        check_task(env, args.task)
         obs, info = env.reset(seed=args.seed, options={"task": args.task} if args.task else None)
         task, instruction = info["task"], str(obs["instruction"])
         expert = envs.make_expert(env, fail_prob=args.fail_prob, seed=args.seed)
