@@ -151,6 +151,8 @@ def mixed_sample(
     """RLPD's symmetric sampling: ``offline_fraction`` of every batch from prior data, the rest online.
 
     Before any online data exists (or without prior data) the batch comes wholly from the one that has data.
+    Every sample carries ``online`` (True where it came from the online buffer), so that the loss can
+    weigh the conservative term differently on the two (``LossConfig.online_alpha``).
     """
     if not 0.0 <= offline_fraction <= 1.0:
         raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
@@ -161,7 +163,7 @@ def mixed_sample(
     n_off = round(batch_size * offline_fraction) if (has_off and has_on) else (batch_size if has_off else 0)
     parts = []
     if n_off:
-        parts.append(offline.sample(n_off, rng))  # type: ignore[union-attr]
+        parts.append({**offline.sample(n_off, rng), K.ONLINE: np.zeros(n_off, bool)})  # type: ignore[union-attr]
     if batch_size - n_off:
-        parts.append(online.sample(batch_size - n_off, rng))
+        parts.append({**online.sample(batch_size - n_off, rng), K.ONLINE: np.ones(batch_size - n_off, bool)})
     return concat_transitions(parts) if len(parts) > 1 else parts[0]

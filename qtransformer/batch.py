@@ -27,6 +27,7 @@ BOOTSTRAP = "bootstrap"  # (B,) float32: 0 where the episode terminated inside t
 NEXT_STATE = "next_state"  # (B, S) float32 at t + nstep
 NEXT_IMAGE = "next_image"  # (B, V, H, W, 3) uint8 at t + nstep, optional
 MC_RETURN = "mc_return"  # (B,) float32: discounted return from t to the episode end
+ONLINE = "online"  # (B,) bool, optional: collected online while fine-tuning (not prior data)
 
 REQUIRED_KEYS = (STATE, INSTRUCTION, ACTION, REWARDS, NSTEP, BOOTSTRAP, NEXT_STATE, MC_RETURN)
 
@@ -45,6 +46,7 @@ class Batch:
     mc_return: torch.Tensor  # (B,) float32
     images: torch.Tensor | None = None  # (B, V, H, W, 3) uint8
     next_images: torch.Tensor | None = None  # (B, V, H, W, 3) uint8
+    online: torch.Tensor | None = None  # (B,) bool: collected online (LossConfig.online_alpha applies)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -101,4 +103,5 @@ def make_batch(
         mc_return=t(transitions[MC_RETURN], torch.float32).reshape(B),
         images=None if images is None else t(images, torch.uint8),
         next_images=None if next_images is None else t(next_images, torch.uint8),
+        online=None if ONLINE not in transitions else t(transitions[ONLINE], torch.bool).reshape(B),
     )

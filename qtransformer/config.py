@@ -135,6 +135,11 @@ class LossConfig:
     """Steps in the n-step return of the last action dimension."""
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
+    online_alpha: float | None = None
+    """Its weight on samples collected online during fine-tuning (None: ``alpha``). Offline, the term
+    keeps the max in the target away from bins no episode took. Online, a policy that overrates a bin
+    takes it and learns its real value, while the term ranks bins by how often the policy's own data
+    took them, which holds a fine-tuned policy to the actions it already prefers (docs/results.md, §3)."""
     min_return: float = 0.0
     """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
@@ -153,6 +158,10 @@ class LossConfig:
         _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
         _check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        _check(
+            self.online_alpha is None or self.online_alpha >= 0.0,
+            f"online_alpha must be None or >= 0, got {self.online_alpha}",
+        )
 
 
 @dataclass

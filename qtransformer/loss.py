@@ -9,7 +9,8 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
   pushing the bins the data did not take toward the lowest possible return;
-- total: ``td + alpha * conservative``.
+- total: ``td + alpha * conservative``; samples collected online while fine-tuning (``batch.online``)
+  weigh the conservative term by ``online_alpha`` instead, when it is set.
 With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
 (the BC baseline of the paper's comparisons) and no target network is used.
 """
@@ -107,8 +108,12 @@ def qtransformer_loss(
     td = 0.5 * (q_taken - y).pow(2).mean()
     K = q.shape[-1]
     not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
-    conservative = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean()
-    loss = td + cfg.alpha * conservative if cfg.use_conservative else td
+    per_sample = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
+    conservative = per_sample.mean()
+    weight = torch.full_like(per_sample, cfg.alpha)
+    if cfg.online_alpha is not None and batch.online is not None:
+        weight = torch.where(batch.online, torch.full_like(weight, cfg.online_alpha), weight)
+    loss = td + (weight * per_sample).mean() if cfg.use_conservative else td
     terms = {
         "td": td.detach(),
         "conservative": conservative.detach(),

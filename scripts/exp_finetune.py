@@ -25,7 +25,6 @@ from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
 from pretrain.train import dataset_meta
-from qtransformer.config import LossConfig
 from scripts.plots import plot_success_curves
 
 VARIANTS = ("full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed")
@@ -58,6 +57,12 @@ def main() -> None:
     ap.add_argument(
         "--epsilon", type=float, default=0.2, help="epsilon-greedy per dimension at the start (decays)"
     )
+    ap.add_argument(
+        "--online-alpha",
+        type=float,
+        default=None,
+        help="conservative weight on online samples (LossConfig.online_alpha; default: the fine-tuning default)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -83,7 +88,11 @@ def main() -> None:
                 eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes,
                 aprl=AprlConfig(enabled=name != "full_no_aprl", prime_with_prior=name != "full_unprimed"),
-                loss=LossConfig(timeout_is_failure=args.timeout_is_failure),
+                loss=dataclasses.replace(
+                    FinetuneArgs().loss,
+                    timeout_is_failure=args.timeout_is_failure,
+                    **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
+                ),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
                 exploration=ExplorationConfig(epsilon_start=args.epsilon),
                 offline_fraction=args.offline_fraction,

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 from finetune.replay import EpisodeReplay, mixed_sample
 from qtransformer import batch as K
+from qtransformer.bins import ActionBins
 from qtransformer.returns import episode_targets
 
 from .helpers import make_episode
@@ -58,6 +60,13 @@ def test_batches_mix_offline_and_online_at_the_configured_ratio(fraction):
     d = mixed_sample(off, on, 64, fraction, np.random.default_rng(0))
     assert d[K.INSTRUCTION].count("prior") == round(64 * fraction)
     assert len(d[K.INSTRUCTION]) == 64 and d[K.STATE].shape == (64, 3)
+    # every sample says where it came from, for the loss's online_alpha
+    assert [i == "fresh" for i in d[K.INSTRUCTION]] == d[K.ONLINE].tolist()
+    action_dim = d[K.ACTION].shape[1]
+    batch = K.make_batch(
+        d, ActionBins(-np.ones(action_dim), np.ones(action_dim), 8), lambda s: torch.zeros(len(s), 4)
+    )
+    assert batch.online.dtype == torch.bool and batch.online.tolist() == d[K.ONLINE].tolist()
 
 
 def test_mixing_falls_back_to_whichever_buffer_has_data():

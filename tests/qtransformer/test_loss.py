@@ -93,6 +93,30 @@ def test_conservative_gradient_touches_only_bins_not_taken():
     assert torch.all(cons_grad.scatter(-1, a, 1.0) > 0)  # pushes every other bin down toward min_return = 0
 
 
+def test_online_alpha_weighs_the_conservative_term_on_online_samples_only():
+    batch, online, target, *_ = _setup(B=2)
+    batch.online = torch.tensor([False, True])
+
+    def grad(cfg: LossConfig) -> torch.Tensor:
+        online.table.grad = None
+        loss, _ = qtransformer_loss(online, target, batch, cfg)
+        loss.backward()
+        return online.table.grad.clone()
+
+    td_only = grad(LossConfig(alpha=0.0))
+    full = grad(LossConfig(alpha=1.0))
+    mixed = grad(LossConfig(alpha=1.0, online_alpha=0.0))
+    assert torch.allclose(mixed[0], full[0])  # the prior sample keeps the regulariser
+    assert torch.allclose(mixed[1], td_only[1])  # the online sample has none of it
+    assert not torch.allclose(full[1], td_only[1])
+    half = grad(LossConfig(alpha=1.0, online_alpha=0.5))
+    assert torch.allclose(half[1] - td_only[1], 0.5 * (full[1] - td_only[1]), atol=1e-6)
+    batch.online = None  # without the mark (pretraining), every sample gets alpha
+    assert torch.allclose(grad(LossConfig(alpha=1.0, online_alpha=0.0)), full)
+    with pytest.raises(ValueError, match="online_alpha"):
+        LossConfig(online_alpha=-1.0)
+
+
 def test_td_gradient_touches_only_taken_bins_and_never_the_target():
     batch, online, target, *_ = _setup()
     loss, _ = qtransformer_loss(online, target, batch, LossConfig(use_conservative=False))
