@@ -78,6 +78,7 @@ class FinetuneArgs:
     head_dropout: float = 0.01
     """Q-head dropout during fine-tuning (DroQ-style; stabilises high update ratios)."""
     loss: LossConfig = field(default_factory=LossConfig)
+    """Loss settings; ``gamma`` and ``min_return`` default to those the pretrained policy was trained with."""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, lr_schedule="constant", tau=0.01)
     )
@@ -176,6 +177,33 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     return kwargs
 
 
+VALUE_SCALE_FIELDS = ("gamma", "min_return")
+
+
+def value_scale(loss: LossConfig, pretrained_loss: Mapping[str, Any] | None) -> LossConfig:
+    """``loss`` with the discount and minimal return the pretrained Q-function was trained with.
+
+    Those two fix what a Q-value means (a discounted success probability with its floor), so a
+    fine-tuning target with another discount would silently rescale every value the policy has
+    learnt. Fields left at their defaults take the checkpoint's; a value set to something else is an
+    error, because it would mean retraining the values, not fine-tuning them.
+    """
+    if not pretrained_loss:
+        return loss
+    default = LossConfig()
+    changes = {}
+    for name in VALUE_SCALE_FIELDS:
+        if name not in pretrained_loss or pretrained_loss[name] == getattr(loss, name):
+            continue
+        if getattr(loss, name) != getattr(default, name):
+            raise ValueError(
+                f"loss.{name}={getattr(loss, name)} differs from the pretrained policy's "
+                f"{name}={pretrained_loss[name]}; fine-tune with the value its Q-function was trained with"
+            )
+        changes[name] = pretrained_loss[name]
+    return dataclasses.replace(loss, **changes)
+
+
 def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransformerPolicy, str]:
     """The policy to fine-tune; its ``meta["env_kwargs"]`` are the env settings to practise with."""
     if args.pretrained:
@@ -201,6 +229,8 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
         )
     model.set_head_dropout(args.head_dropout)
     meta = {"env": args.env, "env_kwargs": env_kwargs}
+    if args.pretrained:
+        meta["loss"] = ckpt.meta.get("loss")
     return QTransformerPolicy(model, bins, TextEncoder(encoder_name), meta), encoder_name
 
 
@@ -261,6 +291,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     policy, encoder_name = make_policy(args, env_module)
+    args = dataclasses.replace(args, loss=value_scale(args.loss, policy.meta.get("loss")))
     mcfg = policy.model.cfg
     use_images = mcfg.image_size > 0
     cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim)
@@ -439,10 +470,12 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
             "task": task,
             "env_steps": counters["env_steps"],
             "updates": learner.updates,
+            "loss": dataclasses.asdict(args.loss),
         },
     )
     summary = {
         "task": task,
+        "loss": dataclasses.asdict(args.loss),
         "prior_episodes": n_prior,
         "aprl_primed_transitions": primed,
         **counters,

@@ -125,3 +125,15 @@ def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
     assert s["episodes"] == len(after) > len(before)
     assert s["env_steps"] == sum(len(e) for e in after) >= steps_before + 60
     assert s["updates"] >= 2 * steps_before  # the learner's count continued from its snapshot
+
+
+def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
+    from finetune.train import value_scale
+    from qtransformer.config import LossConfig
+
+    adopted = value_scale(LossConfig(alpha=0.5), {"gamma": 0.9, "min_return": 0.0, "alpha": 2.0})
+    assert adopted.gamma == 0.9 and adopted.alpha == 0.5  # only the fields that define a value's meaning
+    assert value_scale(LossConfig(gamma=0.9), {"gamma": 0.9}).gamma == 0.9
+    assert value_scale(LossConfig(), None) == LossConfig()  # from scratch: as given
+    with pytest.raises(ValueError, match=r"loss.gamma=0.95 differs .* gamma=0.9"):
+        value_scale(LossConfig(gamma=0.95), {"gamma": 0.9})
