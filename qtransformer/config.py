@@ -136,10 +136,9 @@ class LossConfig:
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
     online_alpha: float | None = None
-    """Its weight on samples collected online during fine-tuning (None: ``alpha``). Offline, the term
-    keeps the max in the target away from bins no episode took. Online, a policy that overrates a bin
-    takes it and learns its real value, while the term ranks bins by how often the policy's own data
-    took them, which holds a fine-tuned policy to the actions it already prefers (docs/results.md, §3)."""
+    """Its weight on samples collected online while fine-tuning (None: ``alpha``). A bin the policy
+    overrates online gets tried and corrected, but on Navigate switching the term off there made
+    fine-tuning worse (docs/results.md, section 3)."""
     min_return: float = 0.0
     """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
