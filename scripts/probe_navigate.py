@@ -1,7 +1,8 @@
-"""Two probes behind the Navigate findings in docs/results.md (section 2).
+"""Probes behind the Navigate findings in docs/results.md (sections 2 and 3).
 
     python scripts/probe_navigate.py oracle-bc --dataset runs/data/navigate_1500 [--success-only]
     python scripts/probe_navigate.py q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
+    python scripts/probe_navigate.py practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
 
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
 An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
@@ -13,13 +14,17 @@ regressing.
 ``q-profile``: where does a trained Q-Transformer put its greedy bins? For a few start states it prints,
 per action dimension, the chosen bin, the bin of the scripted expert's action, the Q-values at both, and
 the fraction of the dataset's actions that sit in the chosen bin.
-Both print one JSON object last.
+``practice-bc``: what does a fine-tuning run's practice hold? An MLP regresses the actions of its
+successful practice episodes (optionally only those within the first ``--until-steps``) and is evaluated
+greedily on the run's task, from the start states of the run's own evaluation.
+Each prints one JSON object last.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,23 +72,35 @@ def oracle_bc(
     x = np.concatenate(
         [np.concatenate([e.state, goal(e.task_id, e.instruction, len(e.state))], 1) for e in eps]
     )
-    y = np.concatenate([e.action for e in eps])
+    act = _fit_mlp(x, np.concatenate([e.action for e in eps]), bins, steps, seed)
+    env = make_env("navigate", control_hz=float(DatasetMeta.load(dataset).fps))  # the data's rate
+    tids = task_ids("navigate", "train")
+    wins = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=3000 + k, options={"task": tids[k % len(tids)]})
+        g = goal(env.unwrapped.task_id, str(obs["instruction"]), 1)
+        done, term = False, False
+        while not done:
+            obs, _, term, trunc, _ = env.step(act(torch.tensor(np.concatenate([obs["state"][None], g], 1))))
+            done = term or trunc
+        wins.append(bool(term))
+    env.close()
+    return {"transitions": len(x), "success_rate": float(np.mean(wins)), "episodes": episodes}
+
+
+def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int):
+    """An MLP from inputs ``x`` to actions ``y`` in [-1, 1]: MSE, or cross-entropy over ``bins`` per
+    dimension with argmax acting. Returns ``act(x) -> action`` for one row."""
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
     D = Y.shape[1]
-    out = D * (bins or 1)
     net = nn.Sequential(
-        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, out)
+        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, D * (bins or 1))
     )
     action_bins = ActionBins(-np.ones(D), np.ones(D), bins) if bins else None
 
     def logits(x: torch.Tensor) -> torch.Tensor:  # (N, D, bins): one class per bin, argmax acts
         return net(x).view(len(x), D, -1)
-
-    def act(x: torch.Tensor) -> np.ndarray:
-        if action_bins is None:
-            return np.clip(net(x)[0].numpy(), -1.0, 1.0)
-        return action_bins.undiscretize(logits(x)[0].argmax(-1))
 
     B = torch.tensor(action_bins.discretize(y)) if action_bins else None
     opt = torch.optim.Adam(net.parameters(), 1e-3)
@@ -96,21 +113,51 @@ def oracle_bc(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    env = make_env("navigate", control_hz=float(DatasetMeta.load(dataset).fps))  # the data's rate
-    tids = task_ids("navigate", "train")
+
+    @torch.no_grad()
+    def act(x: torch.Tensor) -> np.ndarray:
+        if action_bins is None:
+            return np.clip(net(x)[0].numpy(), -1.0, 1.0)
+        return action_bins.undiscretize(logits(x)[0].argmax(-1))
+
+    return act
+
+
+def practice_bc(run: str, until_steps: int | None, steps: int, episodes: int, seed: int) -> dict[str, object]:
+    """Imitate the successful practice episodes of a fine-tuning run (one task, so the state alone) and
+    evaluate on that task's fine-tuning evaluation starts: what the practice data holds for imitation."""
+    from finetune.store import EpisodeStore
+    from qtransformer.checkpoint import load_policy_checkpoint
+
+    meta = load_policy_checkpoint(Path(run, "policy")).meta
+    stored, used, total = EpisodeStore(Path(run, "episodes")).load_all(), [], 0
+    for ep in stored:
+        total += len(ep)
+        if until_steps is not None and total > until_steps:
+            break
+        used.append(ep)
+    wins_in_data = [e for e in used if e.success]
+    if not wins_in_data:
+        raise ValueError(f"{run}: no successful practice episode in the first {total} steps")
+    x = np.concatenate([e.state[:-1] for e in wins_in_data])
+    act = _fit_mlp(x, np.concatenate([e.action for e in wins_in_data]), 0, steps, seed)
+    env = make_env("navigate", tasks="all", **meta["env_kwargs"])
     wins = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=3000 + k, options={"task": tids[k % len(tids)]})
-        g = goal(env.unwrapped.task_id, str(obs["instruction"]), 1)
+    for k in range(episodes):  # the seeds of finetune.train's evaluation (qtransformer.rollout.evaluate)
+        obs, _ = env.reset(seed=500_000 + k, options={"task": meta["task"]})
         done, term = False, False
         while not done:
-            with torch.no_grad():
-                a = act(torch.tensor(np.concatenate([obs["state"][None], g], 1)))
-            obs, _, term, trunc, _ = env.step(a)
+            obs, _, term, trunc, _ = env.step(act(torch.tensor(obs["state"][None])))
             done = term or trunc
         wins.append(bool(term))
     env.close()
-    return {"transitions": len(X), "success_rate": float(np.mean(wins)), "episodes": episodes}
+    return {
+        "practice_episodes": len(used),
+        "practice_successes": len(wins_in_data),
+        "practice_steps": sum(len(e) for e in used),
+        "success_rate": float(np.mean(wins)),
+        "episodes": episodes,
+    }
 
 
 def q_profile(policy_dir: str, dataset: str | None, states: int) -> dict[str, object]:
@@ -159,6 +206,12 @@ def main() -> None:
     o.add_argument("--steps", type=int, default=4000)
     o.add_argument("--episodes", type=int, default=60)
     o.add_argument("--seed", type=int, default=0)
+    pb = sub.add_parser("practice-bc")
+    pb.add_argument("--run", required=True, help="a fine-tuning run directory (qt finetune --out)")
+    pb.add_argument("--until-steps", type=int, default=None, help="only practice up to this many env steps")
+    pb.add_argument("--steps", type=int, default=4000)
+    pb.add_argument("--episodes", type=int, default=40)
+    pb.add_argument("--seed", type=int, default=0)
     q = sub.add_parser("q-profile")
     q.add_argument("--policy", required=True)
     q.add_argument("--dataset", default=None, help="also report how often the dataset uses each greedy bin")
@@ -168,6 +221,8 @@ def main() -> None:
         res = oracle_bc(
             args.dataset, args.success_only, args.steps, args.episodes, args.seed, args.language, args.bins
         )
+    elif args.cmd == "practice-bc":
+        res = practice_bc(args.run, args.until_steps, args.steps, args.episodes, args.seed)
     else:
         res = q_profile(args.policy, args.dataset, args.states)
     print(json.dumps(res))
