@@ -177,6 +177,9 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     return kwargs
 
 
+EVAL_SEED = 500_000
+"""Seed of the evaluation starts (disjoint from practice): every curve point uses the same starts."""
+
 VALUE_SCALE_FIELDS = ("gamma", "min_return")
 
 
@@ -371,7 +374,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
             return
         # The same start states at every point, so that the curve shows the policy changing rather
         # than one set of episodes being harder than the next.
-        res = evaluate(policy, make_env, [task], args.eval_episodes, seed=500_000)
+        res = evaluate(policy, make_env, [task], args.eval_episodes, seed=EVAL_SEED)
         point = {
             "env_steps": counters["env_steps"],
             "success_rate": res["success_rate"],

@@ -75,17 +75,28 @@ def oracle_bc(
     act = _fit_mlp(x, np.concatenate([e.action for e in eps]), bins, steps, seed)
     env = make_env("navigate", control_hz=float(DatasetMeta.load(dataset).fps))  # the data's rate
     tids = task_ids("navigate", "train")
+    starts = [(3000 + k, tids[k % len(tids)]) for k in range(episodes)]
+
+    def policy(obs: dict) -> np.ndarray:
+        g = goal(env.unwrapped.task_id, str(obs["instruction"]), 1)  # cached per instruction
+        return act(torch.tensor(np.concatenate([obs["state"][None], g], 1)))
+
+    rate = _success_rate(env, starts, policy)
+    return {"transitions": len(x), "success_rate": rate, "episodes": episodes}
+
+
+def _success_rate(env, starts: list[tuple[int, str]], policy) -> float:
+    """Share of the episodes from ``starts`` (seed, task) that ``policy(obs) -> action`` wins; closes ``env``."""
     wins = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=3000 + k, options={"task": tids[k % len(tids)]})
-        g = goal(env.unwrapped.task_id, str(obs["instruction"]), 1)
+    for seed, task in starts:
+        obs, _ = env.reset(seed=seed, options={"task": task})
         done, term = False, False
         while not done:
-            obs, _, term, trunc, _ = env.step(act(torch.tensor(np.concatenate([obs["state"][None], g], 1))))
+            obs, _, term, trunc, _ = env.step(policy(obs))
             done = term or trunc
         wins.append(bool(term))
     env.close()
-    return {"transitions": len(x), "success_rate": float(np.mean(wins)), "episodes": episodes}
+    return float(np.mean(wins))
 
 
 def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int):
@@ -127,6 +138,7 @@ def practice_bc(run: str, until_steps: int | None, steps: int, episodes: int, se
     """Imitate the successful practice episodes of a fine-tuning run (one task, so the state alone) and
     evaluate on that task's fine-tuning evaluation starts: what the practice data holds for imitation."""
     from finetune.store import EpisodeStore
+    from finetune.train import EVAL_SEED
     from qtransformer.checkpoint import load_policy_checkpoint
 
     meta = load_policy_checkpoint(Path(run, "policy")).meta
@@ -142,20 +154,14 @@ def practice_bc(run: str, until_steps: int | None, steps: int, episodes: int, se
     x = np.concatenate([e.state[:-1] for e in wins_in_data])
     act = _fit_mlp(x, np.concatenate([e.action for e in wins_in_data]), 0, steps, seed)
     env = make_env("navigate", tasks="all", **meta["env_kwargs"])
-    wins = []
-    for k in range(episodes):  # the seeds of finetune.train's evaluation (qtransformer.rollout.evaluate)
-        obs, _ = env.reset(seed=500_000 + k, options={"task": meta["task"]})
-        done, term = False, False
-        while not done:
-            obs, _, term, trunc, _ = env.step(act(torch.tensor(obs["state"][None])))
-            done = term or trunc
-        wins.append(bool(term))
-    env.close()
+    # The starts of the run's own evaluation (finetune.train, through qtransformer.rollout.evaluate).
+    starts = [(EVAL_SEED + k, meta["task"]) for k in range(episodes)]
+    rate = _success_rate(env, starts, lambda obs: act(torch.tensor(obs["state"][None])))
     return {
         "practice_episodes": len(used),
         "practice_successes": len(wins_in_data),
         "practice_steps": sum(len(e) for e in used),
-        "success_rate": float(np.mean(wins)),
+        "success_rate": rate,
         "episodes": episodes,
     }
 
