@@ -8,6 +8,7 @@ possibly on another machine (``run_actor_process``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,10 +37,18 @@ class ExplorationConfig:
     """Environment steps of linear decay."""
     temperature: float = 0.02
     """Boltzmann temperature (Q-values lie in [0, 1])."""
+    instruction_prob: float = 0.0
+    """Probability that a practice episode is acted out on another instruction the pretrained policy
+    knows (one of the prior data's, drawn uniformly), while it is recorded and rewarded under the task
+    being practised. Random bins rarely carry a robot to a goal its greedy policy misses; another skill
+    it already has (driving to some other landmark, picking some other object) often does, and
+    Q-learning is off-policy, so those episodes teach the new task like any other."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.epsilon_end <= 1 and 0 <= self.epsilon_start <= 1):
             raise ValueError("epsilon_start and epsilon_end must be in [0, 1]")
+        if not 0 <= self.instruction_prob <= 1:
+            raise ValueError(f"instruction_prob must be in [0, 1], got {self.instruction_prob}")
         if self.decay_steps < 1 or self.temperature <= 0:
             raise ValueError("decay_steps must be >= 1 and temperature > 0")
 
@@ -64,8 +73,16 @@ class Actor:
         exploration: ExplorationConfig,
         aprl: AprlConfig,
         seed: int = 0,
+        instructions: Sequence[str] = (),
     ):
+        """``instructions``: the skills ``exploration.instruction_prob`` may act on (the prior data's)."""
+        if exploration.instruction_prob > 0 and not instructions:
+            raise ValueError(
+                "exploration.instruction_prob > 0 needs instructions the policy knows to act on "
+                "(fine-tuning takes them from the prior data): give prior data or set it to 0"
+            )
         self.policy, self.env, self.task, self.exploration = policy, env, task, exploration
+        self.instructions = list(instructions)
         state_dim = policy.model.cfg.state_dim
         self.cautious = CautiousRange(aprl, policy.bins, state_dim, seed=seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -81,6 +98,12 @@ class Actor:
     def collect(self, env_steps: int) -> tuple[Episode, dict[str, Any]]:
         """One episode of practice; returns it with its statistics."""
         select = self.exploration.selector(env_steps, self.generator)
+        command = None
+        p = self.exploration.instruction_prob
+        if p > 0 and torch.rand(1, generator=self.generator).item() < p:
+            command = self.instructions[
+                int(torch.randint(len(self.instructions), (1,), generator=self.generator))
+            ]
 
         def act_kwargs() -> dict[str, Any]:
             kw: dict[str, Any] = {"select": select} if select is not None else {}
@@ -100,6 +123,7 @@ class Actor:
             act_kwargs=act_kwargs,
             on_step=on_step,
             keep_trajectory=True,
+            act_instruction=command,
         )
         self.episodes += 1
         if self.cautious.cfg.enabled and self.episodes % 5 == 1:
@@ -124,5 +148,6 @@ class Actor:
             "human_reset": bool(r.last_info.get("human_reset_needed", False)),
             "action_scale": float(np.mean(self.cautious.scale)),
             "epsilon": self.exploration.epsilon(env_steps) if self.exploration.kind == "epsilon" else 0.0,
+            "other_instruction": command is not None,
         }
         return ep, stats

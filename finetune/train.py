@@ -146,6 +146,16 @@ def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
     return (_to_online_episode(ep) for ep in episodes if ep.length >= 2 or ep.terminated)
 
 
+def known_instructions(args: FinetuneArgs) -> list[str]:
+    """The instructions of the prior data (the skills the pretrained policy was taught), for exploring
+    with ``ExplorationConfig.instruction_prob``; empty without prior data on this machine."""
+    if not args.prior_data or not Path(args.prior_data, "meta", "info.json").exists():
+        return []
+    from pretrain.dataset import DatasetMeta
+
+    return sorted(set(DatasetMeta.load(args.prior_data).tasks))
+
+
 def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) -> dict[str, Any]:
     """Env keyword arguments (Navigate's control rate) that the pretrained policy and prior data imply.
 
@@ -254,7 +264,13 @@ def run_actor_process(
         **policy.meta["env_kwargs"],
     )
     actor = Actor(
-        policy, env, args.task or "", args.exploration, args.aprl, seed=args.seed + 1000 * (actor_id + 1)
+        policy,
+        env,
+        args.task or "",
+        args.exploration,
+        args.aprl,
+        seed=args.seed + 1000 * (actor_id + 1),
+        instructions=known_instructions(args),
     )
     if (
         args.aprl.enabled
@@ -311,6 +327,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         args.exploration,
         args.aprl,
         seed=args.seed,
+        instructions=known_instructions(args),
     )
     offline = None
     n_prior = primed = 0
@@ -329,7 +346,15 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     )
     store = EpisodeStore(out / "episodes")
     snapshot_path = out / "learner.pt"
-    counters = {"env_steps": 0, "episodes": 0, "human_resets": 0, "safety_violations": 0, "successes": 0}
+    counters = {
+        "env_steps": 0,
+        "episodes": 0,
+        "human_resets": 0,
+        "safety_violations": 0,
+        "successes": 0,
+        "other_instruction_episodes": 0,  # acted out on another known instruction (exploration)
+        "other_instruction_successes": 0,
+    }
     curve: list[dict[str, Any]] = []
     make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs)  # noqa: E731
     if args.resume and snapshot_path.exists():
@@ -413,6 +438,9 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
                 counters["successes"] += int(stats["success"])
                 counters["safety_violations"] += int(stats["safety_violations"])
                 counters["human_resets"] += int(stats["human_reset"])
+                if stats.get("other_instruction"):
+                    counters["other_instruction_episodes"] += 1
+                    counters["other_instruction_successes"] += int(stats["success"])
                 bar.update(len(ep))
                 log("charts/episode_success", float(stats["success"]))
                 log("charts/safety_violations", counters["safety_violations"])

@@ -63,6 +63,13 @@ def main() -> None:
         default=None,
         help="conservative weight on online samples (LossConfig.online_alpha; default: the fine-tuning default)",
     )
+    ap.add_argument(
+        "--instruction-prob",
+        type=float,
+        default=0.0,
+        help="share of practice episodes acted out on another instruction of the prior data "
+        "(ExplorationConfig.instruction_prob; variants without prior data have none to draw from)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -94,7 +101,9 @@ def main() -> None:
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
                 ),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
-                exploration=ExplorationConfig(epsilon_start=args.epsilon),
+                exploration=ExplorationConfig(
+                    epsilon_start=args.epsilon, instruction_prob=args.instruction_prob if prior else 0.0
+                ),
                 offline_fraction=args.offline_fraction,
                 seed=args.seed,
                 progress=False,
@@ -110,6 +119,10 @@ def main() -> None:
                 "human_resets",
                 "env_steps",
                 "updates",
+                "episodes",
+                "successes",
+                "other_instruction_episodes",
+                "other_instruction_successes",
                 "seconds",
             )
         }

@@ -137,3 +137,76 @@ def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
     assert value_scale(LossConfig(), None) == LossConfig()  # from scratch: as given
     with pytest.raises(ValueError, match=r"loss.gamma=0.95 differs .* gamma=0.9"):
         value_scale(LossConfig(gamma=0.95), {"gamma": 0.9})
+
+
+class _RecordingEncoder:
+    """Stands in for the text encoder and remembers which instructions the policy was given."""
+
+    dim = 16
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts):
+        import torch
+
+        self.seen += list(texts)
+        return torch.zeros(len(texts), self.dim)
+
+
+def _recording_actor(instruction_prob: float, instructions: tuple[str, ...]):
+    from finetune.actor import Actor, ExplorationConfig
+    from qtransformer.bins import ActionBins
+    from qtransformer.model import QTransformer
+    from qtransformer.policy import QTransformerPolicy
+    from tests.finetune.fake_env import ReachEnv
+    from tests.qtransformer.helpers import tiny_config
+
+    encoder = _RecordingEncoder()
+    model = QTransformer(tiny_config(state_dim=2, action_dim=2))
+    policy = QTransformerPolicy(model, ActionBins([-1, -1], [1, 1], 8), encoder)
+    exploration = ExplorationConfig(epsilon_start=0.0, epsilon_end=0.0, instruction_prob=instruction_prob)
+    actor = Actor(
+        policy, ReachEnv(), "go_middle", exploration, AprlConfig(enabled=False), instructions=instructions
+    )
+    return actor, encoder
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
+def test_exploring_with_other_instructions_acts_on_them_but_records_the_task(prob):
+    actor, encoder = _recording_actor(prob, ("go left", "go right"))
+    acted_on_other = 0
+    for _ in range(20):
+        encoder.seen.clear()
+        ep, stats = actor.collect(env_steps=0)
+        # Recorded (and rewarded) under the practised task, whatever the policy was told.
+        assert ep.task == "go_middle" and ep.instruction == "go to the middle"
+        told = set(encoder.seen)
+        assert len(told) == 1 and len(encoder.seen) == len(ep)  # one instruction for the whole episode
+        assert stats["other_instruction"] == (told != {"go to the middle"})
+        if stats["other_instruction"]:
+            assert told <= {"go left", "go right"}
+        acted_on_other += stats["other_instruction"]
+    if prob == 0.0:
+        assert acted_on_other == 0
+    elif prob == 1.0:
+        assert acted_on_other == 20
+    else:
+        assert 3 <= acted_on_other <= 17  # Binomial(20, 0.5) lies here with probability > 0.997
+
+
+def test_exploring_with_other_instructions_needs_some_and_a_probability():
+    from finetune.actor import ExplorationConfig
+
+    with pytest.raises(ValueError, match="needs instructions the policy knows"):
+        _recording_actor(0.3, ())
+    with pytest.raises(ValueError, match="instruction_prob must be in"):
+        ExplorationConfig(instruction_prob=1.5)
+
+
+def test_the_instructions_to_explore_with_are_the_prior_datas(pretrained, tmp_path):
+    from finetune.train import known_instructions
+
+    assert known_instructions(FinetuneArgs(prior_data=str(pretrained["data"]))) == ["go left", "go right"]
+    assert known_instructions(FinetuneArgs(prior_data=None)) == []
+    assert known_instructions(FinetuneArgs(prior_data=str(tmp_path / "absent"))) == []
