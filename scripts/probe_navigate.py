@@ -3,6 +3,8 @@
     python scripts/probe_navigate.py oracle-bc --dataset runs/data/navigate_1500 [--success-only]
     python scripts/probe_navigate.py q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
     python scripts/probe_navigate.py practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
+    python scripts/probe_navigate.py failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
+        --dataset runs/data/navigate_1500_4hz
 
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
 An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
@@ -17,6 +19,11 @@ the fraction of the dataset's actions that sit in the chosen bin.
 ``practice-bc``: what does a fine-tuning run's practice hold? An MLP regresses the actions of its
 successful practice episodes (optionally only those within the first ``--until-steps``) and is evaluated
 greedily on the run's task, from the start states of the run's own evaluation.
+``failures``: where does a policy go when it fails a task? For each of fine-tuning's evaluation starts
+it plays the greedy policy and reports which landmark the base ended nearest; then, from every failing
+start, it acts on ``--tries`` instructions drawn from the dataset (the skills the policy was taught)
+while the env rewards the task: how often exploring with another known skill reaches the goal
+(``ExplorationConfig.instruction_prob``).
 Each prints one JSON object last.
 """
 
@@ -201,6 +208,56 @@ def q_profile(policy_dir: str, dataset: str | None, states: int) -> dict[str, ob
     return {"rows": rows}
 
 
+def failures(
+    policy_dir: str, dataset: str, task: str, episodes: int, tries: int, seed: int
+) -> dict[str, object]:
+    from finetune.train import EVAL_SEED
+    from qtransformer.policy import QTransformerPolicy
+
+    policy = QTransformerPolicy.from_checkpoint(policy_dir)
+    env = make_env("navigate", tasks="all", **policy.meta.get("env_kwargs", {}))
+    skills = sorted(set(DatasetMeta.load(dataset).tasks))
+    rng = np.random.default_rng(seed)
+
+    def play(start: int, instruction: str | None) -> tuple[bool, str]:
+        obs, _ = env.reset(seed=EVAL_SEED + start, options={"task": task})
+        said = instruction or str(obs["instruction"])
+        done = term = False
+        while not done:
+            a = policy.act({"state": obs["state"][None]}, [said]).actions[0]
+            obs, _, term, trunc, _ = env.step(a)
+            done = term or trunc
+        u = env.unwrapped
+        pos, _ = u.base_pose()
+        near = int(np.argmin([np.linalg.norm(u.landmark_pos(i) - pos) for i in range(len(u.lm_body))]))
+        return bool(
+            term
+        ), "goal" if near == u.goal_index else f"{u.colour_of[near]} {T.LANDMARK_SHAPES[near]}"
+
+    greedy = [play(k, None) for k in range(episodes)]
+    failed = [k for k, (won, _) in enumerate(greedy) if not won]
+    ended: dict[str, int] = {}
+    for k in failed:
+        ended[greedy[k][1]] = ended.get(greedy[k][1], 0) + 1
+    other = {
+        k: [play(k, skills[j])[0] for j in rng.choice(len(skills), tries, replace=False)] for k in failed
+    }
+    env.close()
+    return {
+        "greedy_success_rate": 1 - len(failed) / episodes,
+        "failures": len(failed),
+        "failures_ended_nearest": dict(sorted(ended.items(), key=lambda kv: -kv[1])),
+        "other_instruction_success_rate_on_failed_starts": float(
+            np.mean([w for v in other.values() for w in v])
+        )
+        if failed
+        else None,
+        "failed_starts_reached_by_some_other_instruction": sum(any(v) for v in other.values()),
+        "episodes": episodes,
+        "tries": tries,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -222,8 +279,17 @@ def main() -> None:
     q.add_argument("--policy", required=True)
     q.add_argument("--dataset", default=None, help="also report how often the dataset uses each greedy bin")
     q.add_argument("--states", type=int, default=3)
+    f = sub.add_parser("failures")
+    f.add_argument("--policy", required=True)
+    f.add_argument("--dataset", required=True, help="the policy's pretraining data (its instructions)")
+    f.add_argument("--task", default="go_to:red_sphere")
+    f.add_argument("--episodes", type=int, default=40)
+    f.add_argument("--tries", type=int, default=20, help="other instructions tried from each failing start")
+    f.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if args.cmd == "oracle-bc":
+    if args.cmd == "failures":
+        res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
+    elif args.cmd == "oracle-bc":
         res = oracle_bc(
             args.dataset, args.success_only, args.steps, args.episodes, args.seed, args.language, args.bins
         )

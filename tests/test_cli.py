@@ -165,6 +165,9 @@ def test_demo_tiny(tmp_path):
     assert 0.0 <= res["finetuned_success_heldout_task"] <= 1.0
     # The held-out task is evaluated on its own episode count, and the report says how many.
     assert "| held-out task after fine-tuning | 2 |" in (out / "report.md").read_text()
+    # The zero-shot and final figures are the curve's end points: the same start states, one evaluator.
+    assert res["zero_shot_success_heldout_task"] == res["finetune_curve"][0]["success_rate"]
+    assert res["finetuned_success_heldout_task"] == res["finetune_curve"][-1]["success_rate"]
     # Navigate's demo runs at 4 Hz: the data records it and the fine-tuned policy kept it.
     assert res["control_hz"] == 4.0
     assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4
