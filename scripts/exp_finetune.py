@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument(
         "--timeout-is-failure", action="store_true", help="LossConfig.timeout_is_failure for every variant"
     )
-    ap.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant)")
+    ap.add_argument("--lr", type=float, default=1e-4, help="learning rate (constant after the warm-up)")
+    ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up, in gradient steps")
     ap.add_argument(
         "--offline-fraction", type=float, default=0.5, help="share of each batch drawn from the prior data"
     )
@@ -100,7 +101,7 @@ def main() -> None:
                     timeout_is_failure=args.timeout_is_failure,
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
                 ),
-                optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr),
+                optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr, warmup_steps=args.warmup),
                 exploration=ExplorationConfig(
                     epsilon_start=args.epsilon, instruction_prob=args.instruction_prob if prior else 0.0
                 ),

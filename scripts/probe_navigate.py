@@ -24,6 +24,11 @@ it plays the greedy policy and reports which landmark the base ended nearest; th
 start, it acts on ``--tries`` instructions drawn from the dataset (the skills the policy was taught)
 while the env rewards the task: how often exploring with another known skill reaches the goal
 (``ExplorationConfig.instruction_prob``).
+``relearn``: the learner alone, without new practice. It fine-tunes the pretrained policy of a finished
+run on that run's stored practice episodes (optionally none: ``--online-fraction 0``) mixed with the prior
+data, with fine-tuning's own ``Learner``, and evaluates the greedy policy on the run's evaluation starts
+every ``--eval-every`` updates: whether the practice data holds a better Q-function than practice found,
+and how the learning settings move the held-out task.
 Each prints one JSON object last.
 """
 
@@ -258,6 +263,70 @@ def failures(
     }
 
 
+def relearn(
+    run: str,
+    pretrained: str,
+    prior: str,
+    updates: int,
+    eval_every: int,
+    episodes: int,
+    lr: float,
+    warmup: int,
+    online_fraction: float,
+    n_step: int | None,
+    seed: int,
+) -> dict[str, object]:
+    import dataclasses
+
+    from finetune.learner import Learner
+    from finetune.replay import EpisodeReplay
+    from finetune.store import EpisodeStore
+    from finetune.train import EVAL_SEED, FinetuneArgs, load_prior, make_policy, value_scale
+    from qtransformer.checkpoint import load_policy_checkpoint
+    from qtransformer.config import TrainConfig
+    from qtransformer.model import QTransformer
+    from qtransformer.rollout import evaluate
+
+    task = load_policy_checkpoint(Path(run, "policy")).meta["task"]
+    args = FinetuneArgs(env="navigate", task=task, pretrained=pretrained, prior_data=prior, seed=seed)
+    args = dataclasses.replace(args, optim=dataclasses.replace(args.optim, lr=lr, warmup_steps=warmup))
+    policy, _ = make_policy(args)
+    loss = value_scale(args.loss, policy.meta.get("loss"))
+    loss = dataclasses.replace(loss, timeout_is_failure=True, **({"n_step": n_step} if n_step else {}))
+    cfg = TrainConfig(model=policy.model.cfg, loss=loss, optim=args.optim)
+    model = QTransformer(policy.model.cfg)
+    model.load_state_dict(policy.model.state_dict())
+    learner = Learner(model, cfg, policy.bins, policy.encoder, seed=seed)
+    replays = [EpisodeReplay(loss.gamma, loss.n_step, 0, seed + i, True) for i in range(2)]
+    for ep in load_prior(args, use_images=False):
+        replays[0].add(ep)
+    practice = EpisodeStore(Path(run, "episodes")).load_all()
+    for ep in practice:
+        replays[1].add(ep)
+    make = lambda: make_env("navigate", tasks="all", **policy.meta["env_kwargs"])  # noqa: E731
+    curve = []
+    for u in range(0, updates + 1):
+        if u % eval_every == 0:
+            policy.model.load_state_dict(learner.weights())
+            policy.model.eval()
+            rate = evaluate(policy, make, [task], episodes, seed=EVAL_SEED)["success_rate"]
+            curve.append((u, rate))
+            print({"updates": u, "success_rate": rate}, flush=True)
+        if u < updates:
+            learner.update(replays[0], replays[1], 128, 1.0 - online_fraction)
+    rates = [r for _, r in curve[1:]]
+    return {
+        "practice_episodes": len(practice),
+        "practice_successes": sum(e.success for e in practice),
+        "curve": curve,
+        "mean_after_start": float(np.mean(rates)) if rates else None,
+        "lr": lr,
+        "warmup": warmup,
+        "online_fraction": online_fraction,
+        "n_step": loss.n_step,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -286,8 +355,34 @@ def main() -> None:
     f.add_argument("--episodes", type=int, default=40)
     f.add_argument("--tries", type=int, default=20, help="other instructions tried from each failing start")
     f.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("relearn")
+    r.add_argument("--run", required=True, help="a finished fine-tuning run directory (its episodes/)")
+    r.add_argument("--pretrained", required=True, help="the policy that run started from")
+    r.add_argument("--prior-data", required=True)
+    r.add_argument("--updates", type=int, default=4000)
+    r.add_argument("--eval-every", type=int, default=1000)
+    r.add_argument("--episodes", type=int, default=40)
+    r.add_argument("--lr", type=float, default=3e-4)
+    r.add_argument("--warmup", type=int, default=0)
+    r.add_argument("--online-fraction", type=float, default=0.5, help="share of each batch from the practice")
+    r.add_argument("--n-step", type=int, default=None, help="n-step returns (default: the policy's)")
+    r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if args.cmd == "failures":
+    if args.cmd == "relearn":
+        res = relearn(
+            args.run,
+            args.pretrained,
+            args.prior_data,
+            args.updates,
+            args.eval_every,
+            args.episodes,
+            args.lr,
+            args.warmup,
+            args.online_fraction,
+            args.n_step,
+            args.seed,
+        )
+    elif args.cmd == "failures":
         res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
     elif args.cmd == "oracle-bc":
         res = oracle_bc(
