@@ -148,6 +148,10 @@ class LossConfig:
     terminal failure (no bootstrap after its last step) instead of bootstrapping from its last
     observation. The states here do not show the time left, so bootstrapping never tells the Q-function
     that an attempt ran out of time; as a terminal failure it does (docs/results.md, section 3)."""
+    double_q: bool = False
+    """Double Q-learning (van Hasselt et al. 2016) in every max of the target: the online network picks
+    the bin, the target network values it. The plain max over 256 bins per dimension, chained over the
+    dimensions, rates the greedy action above any return the task allows (docs/results.md, section 3)."""
     use_conservative: bool = True
     """Switch the conservative regulariser off (ablation)."""
     behavior_cloning: bool = False

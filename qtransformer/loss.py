@@ -5,6 +5,7 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   ``y_i = max_k Q_target_{i+1}(s_t, a_{<=i}, k)``;
 - last dim (§4.1 with n-step returns, §4.4):
   ``y_{D-1} = sum_k gamma^k r_{t+k} + bootstrap * gamma^n * max_k Q_target_0(s_{t+n}, k)``;
+- with ``double_q``, each ``max_k Q_target(.., k)`` above is ``Q_target(.., argmax_k Q_online(.., k))``;
 - Monte-Carlo lower bound (§4.3): ``y_i <- max(y_i, G_t)`` with ``G_t`` the episode's return from ``t``;
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
@@ -51,25 +52,41 @@ def check_batch(batch: Batch, num_bins: int) -> None:
 
 
 @torch.no_grad()
-def td_targets(target_model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def td_targets(
+    target_model: nn.Module, batch: Batch, cfg: LossConfig, online_model: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension targets (B, D) and the mask (B, D) of where the MC bound was active.
 
     This is the only TD target in the project: pretraining and fine-tuning both come through here.
+    ``online_model`` picks the bins when ``cfg.double_q`` is set.
     """
+    if cfg.double_q and online_model is None:
+        raise ValueError("double_q needs the online model to pick the target's bins")
     bins = batch.action_bins
     D = bins.shape[1]
+
+    def best(q_target: torch.Tensor, state: torch.Tensor, prev: torch.Tensor, images, dims: slice):
+        """max_k of the target's Q over the last axis, or its value at the online network's argmax."""
+        if not cfg.double_q:
+            return q_target.max(dim=-1).values
+        assert online_model is not None
+        pick = online_model(state, batch.instruction_emb, prev, images)[:, dims].argmax(-1, keepdim=True)
+        return q_target.gather(-1, pick).squeeze(-1)
+
     # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
     targets = []
     if D > 1:
         q_same = target_model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
-        targets.append(q_same[:, 1:].max(dim=-1).values)  # (B, D-1)
+        targets.append(best(q_same[:, 1:], batch.state, bins[:, :-1], batch.images, slice(1, None)))
     # The last dimension bootstraps from the first dimension at s_{t+n}.
     empty = bins[:, :0]
-    q_next = target_model(batch.next_state, batch.instruction_emb, empty, batch.next_images)[:, 0]  # (B, K)
+    q_next = target_model(batch.next_state, batch.instruction_emb, empty, batch.next_images)
+    q_next = q_next[:, :1]  # (B, 1, K)
+    next_value = best(q_next, batch.next_state, empty, batch.next_images, slice(0, 1))[:, 0]  # (B,)
     N = batch.rewards.shape[1]
     discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
     nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
-    last = nstep_reward + batch.bootstrap * cfg.gamma**batch.nstep * q_next.max(dim=-1).values
+    last = nstep_reward + batch.bootstrap * cfg.gamma**batch.nstep * next_value
     targets.append(last[:, None])
     y = torch.cat(targets, dim=1).float()  # (B, D)
     if cfg.use_mc_bound:
@@ -103,7 +120,7 @@ def qtransformer_loss(
     if target_model is None:
         raise ValueError("the Q-learning loss needs a target model (only behavior_cloning runs without)")
     q = q.float()
-    y, mc_active = td_targets(target_model, batch, cfg)
+    y, mc_active = td_targets(target_model, batch, cfg, model)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
     td = 0.5 * (q_taken - y).pow(2).mean()
     K = q.shape[-1]

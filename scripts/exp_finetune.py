@@ -71,6 +71,7 @@ def main() -> None:
         help="share of practice episodes acted out on another instruction of the prior data "
         "(ExplorationConfig.instruction_prob; variants without prior data have none to draw from)",
     )
+    ap.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -99,6 +100,7 @@ def main() -> None:
                 loss=dataclasses.replace(
                     FinetuneArgs().loss,
                     timeout_is_failure=args.timeout_is_failure,
+                    double_q=args.double_q,
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
                 ),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr, warmup_steps=args.warmup),

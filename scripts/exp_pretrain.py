@@ -14,6 +14,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
   qt_bins32                32 bins per dimension instead of 256
   qt_timeout_fail          episodes that stopped without success end in a terminal failure
+  qt_double_q              double Q-learning targets (the online network picks, the target values)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -43,6 +44,7 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
     "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
+    "qt_double_q": (LossConfig(double_q=True), False, {}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

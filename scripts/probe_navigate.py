@@ -213,6 +213,19 @@ def q_profile(policy_dir: str, dataset: str | None, states: int) -> dict[str, ob
     return {"rows": rows}
 
 
+def _q_greedy_and_of(policy, obs: dict, action: np.ndarray) -> tuple[float, float]:
+    """Q of the greedy action and of ``action`` (teacher-forced through the dimensions) at ``obs``."""
+    said = str(obs["instruction"])
+    out = policy.act({"state": obs["state"][None]}, [said], return_q=True)
+    q_greedy = float(out.q_values[0, -1, out.bins[0, -1]])
+    b = policy.bins.discretize(np.asarray(action)[None])[0]
+    with torch.no_grad():
+        q = policy.model(
+            torch.tensor(obs["state"][None]), policy.encoder.encode([said]), torch.tensor(b[None, :-1]).long()
+        )
+    return q_greedy, float(q[0, -1, b[-1]])
+
+
 def failures(
     policy_dir: str, dataset: str, task: str, episodes: int, tries: int, seed: int
 ) -> dict[str, object]:
@@ -223,15 +236,24 @@ def failures(
     env = make_env("navigate", tasks="all", **policy.meta.get("env_kwargs", {}))
     skills = sorted(set(DatasetMeta.load(dataset).tasks))
     rng = np.random.default_rng(seed)
+    expert = make_expert(env, seed=0)
+    q_start: list[tuple[float, float]] = []  # (greedy action, expert action) at each start state
+    gamma = float((policy.meta.get("loss") or {}).get("gamma", 0.98))
+    returns: list[float] = []  # the greedy episodes' discounted returns from their start states
 
     def play(start: int, instruction: str | None) -> tuple[bool, str]:
         obs, _ = env.reset(seed=EVAL_SEED + start, options={"task": task})
         said = instruction or str(obs["instruction"])
+        if instruction is None:
+            q_start.append(_q_greedy_and_of(policy, obs, expert.act(obs)))
         done = term = False
+        steps = 0
         while not done:
             a = policy.act({"state": obs["state"][None]}, [said]).actions[0]
             obs, _, term, trunc, _ = env.step(a)
-            done = term or trunc
+            done, steps = term or trunc, steps + 1
+        if instruction is None:
+            returns.append(float(term) * gamma ** (steps - 1))
         u = env.unwrapped
         pos, _ = u.base_pose()
         near = int(np.argmin([np.linalg.norm(u.landmark_pos(i) - pos) for i in range(len(u.lm_body))]))
@@ -258,6 +280,11 @@ def failures(
         if failed
         else None,
         "failed_starts_reached_by_some_other_instruction": sum(any(v) for v in other.values()),
+        # The greedy action's Q at the start states against what the policy achieves from them: a
+        # calibrated Q is at most the success rate times the discount over the steps it takes.
+        "q_greedy_at_start_mean": float(np.mean([g for g, _ in q_start])),
+        "q_expert_action_at_start_mean": float(np.mean([e for _, e in q_start])),
+        "greedy_discounted_return_mean": float(np.mean(returns)),
         "episodes": episodes,
         "tries": tries,
     }
@@ -274,6 +301,7 @@ def relearn(
     warmup: int,
     online_fraction: float,
     n_step: int | None,
+    double_q: bool,
     seed: int,
 ) -> dict[str, object]:
     import dataclasses
@@ -292,7 +320,9 @@ def relearn(
     args = dataclasses.replace(args, optim=dataclasses.replace(args.optim, lr=lr, warmup_steps=warmup))
     policy, _ = make_policy(args)
     loss = value_scale(args.loss, policy.meta.get("loss"))
-    loss = dataclasses.replace(loss, timeout_is_failure=True, **({"n_step": n_step} if n_step else {}))
+    loss = dataclasses.replace(
+        loss, timeout_is_failure=True, double_q=double_q, **({"n_step": n_step} if n_step else {})
+    )
     cfg = TrainConfig(model=policy.model.cfg, loss=loss, optim=args.optim)
     model = QTransformer(policy.model.cfg)
     model.load_state_dict(policy.model.state_dict())
@@ -324,6 +354,7 @@ def relearn(
         "warmup": warmup,
         "online_fraction": online_fraction,
         "n_step": loss.n_step,
+        "double_q": double_q,
     }
 
 
@@ -366,6 +397,7 @@ def main() -> None:
     r.add_argument("--warmup", type=int, default=0)
     r.add_argument("--online-fraction", type=float, default=0.5, help="share of each batch from the practice")
     r.add_argument("--n-step", type=int, default=None, help="n-step returns (default: the policy's)")
+    r.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "relearn":
@@ -380,6 +412,7 @@ def main() -> None:
             args.warmup,
             args.online_fraction,
             args.n_step,
+            args.double_q,
             args.seed,
         )
     elif args.cmd == "failures":
