@@ -303,6 +303,7 @@ def relearn(
     n_step: int | None,
     double_q: bool,
     seed: int,
+    save: str | None = None,
 ) -> dict[str, object]:
     import dataclasses
 
@@ -318,7 +319,7 @@ def relearn(
     task = load_policy_checkpoint(Path(run, "policy")).meta["task"]
     args = FinetuneArgs(env="navigate", task=task, pretrained=pretrained, prior_data=prior, seed=seed)
     args = dataclasses.replace(args, optim=dataclasses.replace(args.optim, lr=lr, warmup_steps=warmup))
-    policy, _ = make_policy(args)
+    policy, encoder_name = make_policy(args)
     loss = value_scale(args.loss, policy.meta.get("loss"))
     loss = dataclasses.replace(
         loss, timeout_is_failure=True, double_q=double_q, **({"n_step": n_step} if n_step else {})
@@ -345,6 +346,11 @@ def relearn(
         if u < updates:
             learner.update(replays[0], replays[1], 128, 1.0 - online_fraction)
     rates = [r for _, r in curve[1:]]
+    if save:  # the relearned policy, for the other probes (e.g. ``failures``)
+        from qtransformer.checkpoint import save_policy_checkpoint
+
+        meta = {**policy.meta, "task": task, "loss": dataclasses.asdict(loss)}
+        save_policy_checkpoint(save, learner.acc.unwrap_model(learner.model), policy.bins, encoder_name, meta)
     return {
         "practice_episodes": len(practice),
         "practice_successes": sum(e.success for e in practice),
@@ -398,6 +404,7 @@ def main() -> None:
     r.add_argument("--online-fraction", type=float, default=0.5, help="share of each batch from the practice")
     r.add_argument("--n-step", type=int, default=None, help="n-step returns (default: the policy's)")
     r.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
+    r.add_argument("--save", default=None, help="write the relearned policy here")
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "relearn":
@@ -414,6 +421,7 @@ def main() -> None:
             args.n_step,
             args.double_q,
             args.seed,
+            args.save,
         )
     elif args.cmd == "failures":
         res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
