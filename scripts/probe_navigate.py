@@ -304,6 +304,7 @@ def relearn(
     double_q: bool,
     seed: int,
     save: str | None = None,
+    online_alpha: float | None = None,
 ) -> dict[str, object]:
     import dataclasses
 
@@ -322,7 +323,11 @@ def relearn(
     policy, encoder_name = make_policy(args)
     loss = value_scale(args.loss, policy.meta.get("loss"))
     loss = dataclasses.replace(
-        loss, timeout_is_failure=True, double_q=double_q, **({"n_step": n_step} if n_step else {})
+        loss,
+        timeout_is_failure=True,
+        double_q=double_q,
+        online_alpha=online_alpha,
+        **({"n_step": n_step} if n_step else {}),
     )
     cfg = TrainConfig(model=policy.model.cfg, loss=loss, optim=args.optim)
     model = QTransformer(policy.model.cfg)
@@ -361,6 +366,7 @@ def relearn(
         "online_fraction": online_fraction,
         "n_step": loss.n_step,
         "double_q": double_q,
+        "online_alpha": online_alpha,
     }
 
 
@@ -405,6 +411,7 @@ def main() -> None:
     r.add_argument("--n-step", type=int, default=None, help="n-step returns (default: the policy's)")
     r.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     r.add_argument("--save", default=None, help="write the relearned policy here")
+    r.add_argument("--online-alpha", type=float, default=None, help="conservative weight on practice samples")
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.cmd == "relearn":
@@ -422,6 +429,7 @@ def main() -> None:
             args.double_q,
             args.seed,
             args.save,
+            args.online_alpha,
         )
     elif args.cmd == "failures":
         res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
