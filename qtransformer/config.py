@@ -61,6 +61,13 @@ class ModelConfig:
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
     q_activation: Literal["sigmoid", "none"] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
+    support_tau: float = 0.0
+    """Support constraint (discrete BCQ, Fujimoto et al. 2019): when > 0 the network has a second head
+    that predicts the data's bin distribution per dimension (trained by ``LossConfig.behavior_weight``),
+    and every max over bins, in acting and in the TD target, is over the bins whose predicted
+    probability is at least ``support_tau`` times that of the most likely bin. A max over 256 bins
+    per dimension otherwise finds bins the data never supports and overrates them
+    (docs/results.md, section 3). 0 = no head, max over all bins."""
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
@@ -77,6 +84,7 @@ class ModelConfig:
         _check(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
         _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
         _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
+        _check(0.0 <= self.support_tau <= 1.0, f"support_tau must be in [0, 1], got {self.support_tau}")
         _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
         )
@@ -154,6 +162,13 @@ class LossConfig:
     dimensions, rates the greedy action above any return the task allows (docs/results.md, section 3)."""
     use_conservative: bool = True
     """Switch the conservative regulariser off (ablation)."""
+    behavior_weight: float = 1.0
+    """Weight of the cross-entropy that trains the support head (``ModelConfig.support_tau`` > 0) on
+    the data's bins; unused without the head."""
+    behavior_successes_only: bool = True
+    """Train the support head on samples of successful episodes only (a Monte-Carlo return above
+    ``min_return``), so that the Q-function chooses among what succeeded rather than among everything
+    the data did (filtered behaviour cloning as the support)."""
     behavior_cloning: bool = False
     """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
 
@@ -165,6 +180,7 @@ class LossConfig:
             self.online_alpha is None or self.online_alpha >= 0.0,
             f"online_alpha must be None or >= 0, got {self.online_alpha}",
         )
+        _check(self.behavior_weight >= 0.0, f"behavior_weight must be >= 0, got {self.behavior_weight}")
 
 
 @dataclass

@@ -12,6 +12,9 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   pushing the bins the data did not take toward the lowest possible return;
 - total: ``td + alpha * conservative``; samples collected online while fine-tuning (``batch.online``)
   weigh the conservative term by ``online_alpha`` instead, when it is set.
+With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
+the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
+head's cross-entropy on the dataset's bins (of successful episodes only, by default).
 With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
 (the BC baseline of the paper's comparisons) and no target network is used.
 """
@@ -24,11 +27,18 @@ from torch import nn
 
 from qtransformer.batch import Batch
 from qtransformer.config import LossConfig, ModelConfig
+from qtransformer.model import supported
 
 
 def model_cfg(model: nn.Module) -> ModelConfig:
     """The ModelConfig of a (possibly DDP-wrapped) QTransformer."""
     return getattr(model, "module", model).cfg
+
+
+def support_tau(model: nn.Module) -> float:
+    """``ModelConfig.support_tau`` of a (possibly wrapped) model; 0 for models without a config."""
+    cfg = getattr(getattr(model, "module", model), "cfg", None)
+    return float(getattr(cfg, "support_tau", 0.0))
 
 
 def check_batch(batch: Batch, num_bins: int) -> None:
@@ -64,25 +74,40 @@ def td_targets(
         raise ValueError("double_q needs the online model to pick the target's bins")
     bins = batch.action_bins
     D = bins.shape[1]
+    tau = support_tau(target_model)
 
-    def best(q_target: torch.Tensor, state: torch.Tensor, prev: torch.Tensor, images, dims: slice):
-        """max_k of the target's Q over the last axis, or its value at the online network's argmax."""
+    def target_q(state: torch.Tensor, prev: torch.Tensor, images) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The target network's Q (B, j+1, K) and, with a support constraint, the bins it allows."""
+        if tau <= 0:
+            return target_model(state, batch.instruction_emb, prev, images), None
+        q, logits = target_model(state, batch.instruction_emb, prev, images, return_behavior=True)
+        return q, supported(logits, tau)
+
+    def best(q_target: torch.Tensor, ok: torch.Tensor | None, state, prev, images, dims: slice):
+        """max_k of the target's Q over the last axis (over the supported bins only, with a support
+        constraint), or its value at the online network's argmax."""
+        if ok is not None:
+            q_target = q_target.masked_fill(~ok, float("-inf"))
         if not cfg.double_q:
             return q_target.max(dim=-1).values
         assert online_model is not None
-        pick = online_model(state, batch.instruction_emb, prev, images)[:, dims].argmax(-1, keepdim=True)
-        return q_target.gather(-1, pick).squeeze(-1)
+        q_online = online_model(state, batch.instruction_emb, prev, images)[:, dims]
+        if ok is not None:
+            q_online = q_online.masked_fill(~ok, float("-inf"))
+        return q_target.gather(-1, q_online.argmax(-1, keepdim=True)).squeeze(-1)
 
     # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
     targets = []
     if D > 1:
-        q_same = target_model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
-        targets.append(best(q_same[:, 1:], batch.state, bins[:, :-1], batch.images, slice(1, None)))
+        q_same, ok = target_q(batch.state, bins[:, :-1], batch.images)  # (B, D, K)
+        ok = None if ok is None else ok[:, 1:]
+        targets.append(best(q_same[:, 1:], ok, batch.state, bins[:, :-1], batch.images, slice(1, None)))
     # The last dimension bootstraps from the first dimension at s_{t+n}.
     empty = bins[:, :0]
-    q_next = target_model(batch.next_state, batch.instruction_emb, empty, batch.next_images)
+    q_next, ok = target_q(batch.next_state, empty, batch.next_images)
     q_next = q_next[:, :1]  # (B, 1, K)
-    next_value = best(q_next, batch.next_state, empty, batch.next_images, slice(0, 1))[:, 0]  # (B,)
+    ok = None if ok is None else ok[:, :1]
+    next_value = best(q_next, ok, batch.next_state, empty, batch.next_images, slice(0, 1))[:, 0]  # (B,)
     N = batch.rewards.shape[1]
     discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
     nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
@@ -103,7 +128,13 @@ def qtransformer_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns the scalar loss to minimise and its named terms (detached) for logging."""
     bins = batch.action_bins
-    q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
+    behavior = None
+    if support_tau(model) > 0 and not cfg.behavior_cloning:
+        q, behavior = model(
+            batch.state, batch.instruction_emb, bins[:, :-1], batch.images, return_behavior=True
+        )
+    else:
+        q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
         if (
@@ -131,7 +162,21 @@ def qtransformer_loss(
     if cfg.online_alpha is not None and batch.online is not None:
         weight = torch.where(batch.online, torch.full_like(weight, cfg.online_alpha), weight)
     loss = td + (weight * per_sample).mean() if cfg.use_conservative else td
-    terms = {
+    terms: dict[str, torch.Tensor] = {}
+    if behavior is not None:
+        # The support head learns the data's bins (of successful episodes only, by default).
+        ce = F.cross_entropy(behavior.flatten(0, 1).float(), bins.flatten(), reduction="none")
+        ce = ce.view(bins.shape).mean(-1)  # (B,)
+        use = (
+            (batch.mc_return > cfg.min_return + 1e-6).float()
+            if cfg.behavior_successes_only
+            else torch.ones_like(ce)
+        )
+        behavior_loss = (ce * use).sum() / use.sum().clamp_min(1.0)
+        loss = loss + cfg.behavior_weight * behavior_loss
+        terms["behavior_ce"] = behavior_loss.detach()
+        terms["behavior_samples_fraction"] = use.mean()
+    terms |= {
         "td": td.detach(),
         "conservative": conservative.detach(),
         "mc_bound_active_fraction": mc_active.float().mean(),

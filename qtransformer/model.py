@@ -28,6 +28,12 @@ BinSelector = Callable[[torch.Tensor, int], torch.Tensor]
 """Maps the Q-values of one dimension (B, K) and the dimension index to chosen bins (B,)."""
 
 
+def supported(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """Bins (..., K) whose predicted probability is at least ``tau`` times the most likely bin's."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp >= logp.max(dim=-1, keepdim=True).values + math.log(tau)
+
+
 def greedy_selector(q: torch.Tensor, dim: int) -> torch.Tensor:
     return q.argmax(dim=-1)
 
@@ -186,6 +192,12 @@ class QTransformer(nn.Module):
             nn.Linear(d, K),
         ]
         self.head = nn.Sequential(*head)
+        # Support head (ModelConfig.support_tau): logits of the data's bin distribution per dimension.
+        self.behavior_head = (
+            nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, K))
+            if cfg.support_tau > 0
+            else None
+        )
         self.apply(self._init)
         for p in (self.context_pos, self.start, self.dim_emb):
             nn.init.normal_(p, std=0.02)
@@ -275,6 +287,26 @@ class QTransformer(nn.Module):
         q = self.head(self.ln_f(h))
         return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
 
+    def behavior_logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.behavior_head is None:
+            raise ValueError("this model has no support head (ModelConfig.support_tau is 0)")
+        return self.behavior_head(self.ln_f(h))
+
+    def _hidden(
+        self,
+        state: torch.Tensor,
+        instruction_emb: torch.Tensor,
+        prev_bins: torch.Tensor,
+        images: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Final hidden states of the action tokens for dimensions 0..j: (B, j+1, d)."""
+        ctx = self.encode_context(state, instruction_emb, images)
+        x = torch.cat([ctx, self.action_tokens(prev_bins)], dim=1)
+        mask = self._mask(prev_bins.shape[1] + 1, ctx.shape[1], x.device)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return x[:, ctx.shape[1] :]
+
     # ------------------------------------------------------------------ training
     def forward(
         self,
@@ -282,18 +314,18 @@ class QTransformer(nn.Module):
         instruction_emb: torch.Tensor,  # (B, E)
         prev_bins: torch.Tensor,  # (B, j), 0 <= j <= D-1: bins of dimensions 0..j-1
         images: torch.Tensor | None = None,  # (B, V, H, W, 3) uint8
-    ) -> torch.Tensor:
-        """Teacher-forced Q-values for dimensions 0..j: (B, j+1, K)."""
+        return_behavior: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced Q-values for dimensions 0..j: (B, j+1, K); with ``return_behavior`` also the
+        support head's logits of the same shape."""
         if prev_bins.ndim != 2 or prev_bins.shape[1] > self.cfg.action_dim - 1:
             raise ValueError(
                 f"prev_bins must be (B, j) with j <= {self.cfg.action_dim - 1}, got {tuple(prev_bins.shape)}"
             )
-        ctx = self.encode_context(state, instruction_emb, images)
-        x = torch.cat([ctx, self.action_tokens(prev_bins)], dim=1)
-        mask = self._mask(prev_bins.shape[1] + 1, ctx.shape[1], x.device)
-        for blk in self.blocks:
-            x = blk(x, mask)
-        return self.q_values(x[:, ctx.shape[1] :])
+        h = self._hidden(state, instruction_emb, prev_bins, images)
+        if return_behavior:
+            return self.q_values(h), self.behavior_logits(h)
+        return self.q_values(h)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -305,6 +337,7 @@ class QTransformer(nn.Module):
         select: BinSelector = greedy_selector,
         use_cache: bool = True,
         bin_limits: tuple[torch.Tensor, torch.Tensor] | None = None,
+        support_tau: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose bins dimension by dimension. Returns (bins (B, D) int64, Q-values (B, D, K)).
 
@@ -312,24 +345,32 @@ class QTransformer(nn.Module):
         ``bin_limits`` = (low, high) int tensors (B, D): bins outside [low, high] are never chosen
         (cautious exploration restricts the action range this way). ``use_cache=False`` re-runs the
         whole sequence for every dimension (the reference the cached decode must match exactly).
+        ``support_tau`` (default ``cfg.support_tau``) keeps the choice among the bins the support head
+        finds likely enough; where that leaves no bin inside ``bin_limits``, the limits alone apply.
         """
         D = self.cfg.action_dim
+        tau = self.cfg.support_tau if support_tau is None else support_tau
+        if tau > 0 and self.behavior_head is None:
+            raise ValueError("support_tau > 0 needs a model with a support head (ModelConfig.support_tau)")
         B = instruction_emb.shape[0]
         bins = torch.zeros(B, D, dtype=torch.long, device=instruction_emb.device)
         qs = []
 
-        def choose(q: torch.Tensor, i: int) -> torch.Tensor:
+        def choose(h: torch.Tensor, i: int) -> torch.Tensor:
+            q = self.q_values(h)  # (B, K)
+            qs.append(q)
+            ok = torch.ones_like(q, dtype=torch.bool)
             if bin_limits is not None:
                 k = torch.arange(q.shape[-1], device=q.device)
                 ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
-                q = q.masked_fill(~ok, float("-inf"))
-            return select(q, i)
+            if tau > 0:
+                both = ok & supported(self.behavior_logits(h), tau)
+                ok = torch.where(both.any(-1, keepdim=True), both, ok)
+            return select(q.masked_fill(~ok, float("-inf")), i)
 
         if not use_cache:
             for i in range(D):
-                q = self.forward(state, instruction_emb, bins[:, :i], images)[:, -1]  # (B, K)
-                bins[:, i] = choose(q, i)
-                qs.append(q)
+                bins[:, i] = choose(self._hidden(state, instruction_emb, bins[:, :i], images)[:, -1], i)
             return bins, torch.stack(qs, dim=1)
 
         ctx = self.encode_context(state, instruction_emb, images)
@@ -345,9 +386,7 @@ class QTransformer(nn.Module):
             for blk, (kb, vb) in zip(self.blocks, caches):
                 x = blk(x, mask, (kb, vb, filled))
             filled += x.shape[1]
-            q = self.q_values(x[:, -1])  # (B, K)
-            bins[:, i] = choose(q, i)
-            qs.append(q)
+            bins[:, i] = choose(x[:, -1], i)
             if i + 1 < D:
                 x = (self.bin_emb(bins[:, i] + i * self.cfg.num_bins) + self.dim_emb[:, i + 1])[
                     :, None

@@ -15,6 +15,9 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_bins32                32 bins per dimension instead of 256
   qt_timeout_fail          episodes that stopped without success end in a terminal failure
   qt_double_q              double Q-learning targets (the online network picks, the target values)
+  qt_support, qt_support0.1  support constraint (discrete BCQ): every max over bins, acting and in the
+                           target, only over bins a second head (trained on successful episodes) gives
+                           at least 0.3 / 0.1 of its top probability
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -45,6 +48,8 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
     "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
     "qt_double_q": (LossConfig(double_q=True), False, {}),
+    "qt_support": (LossConfig(), False, {"support_tau": 0.3}),
+    "qt_support0.1": (LossConfig(), False, {"support_tau": 0.1}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

@@ -29,6 +29,13 @@ run on that run's stored practice episodes (optionally none: ``--online-fraction
 data, with fine-tuning's own ``Learner``, and evaluates the greedy policy on the run's evaluation starts
 every ``--eval-every`` updates: whether the practice data holds a better Q-function than practice found,
 and how the learning settings move the held-out task.
+``smoothing``: greedy decoding over Q-values averaged across neighbouring bins
+(``qtransformer.exploration.SmoothedGreedy``), for each ``--sigmas`` value, on the held-out task's
+evaluation starts and on the training tasks: whether the greedy choice is led by single overrated bins.
+``support``: greedy decoding restricted to the bins a behaviour-cloning network of the same data finds
+likely (probability at least ``--taus`` times that of its most likely bin; discrete BCQ, Fujimoto et
+al. 2019), on the held-out task's evaluation starts and on the training tasks: whether the Q-function
+chooses well among the actions the data supports. ``tau`` 0 is the Q-function's own greedy policy.
 Each prints one JSON object last.
 """
 
@@ -290,6 +297,80 @@ def failures(
     }
 
 
+def smoothing(
+    policy_dir: str, task: str, sigmas: list[float], episodes: int, train_episodes: int
+) -> dict[str, object]:
+    from finetune.train import EVAL_SEED
+    from qtransformer.exploration import SmoothedGreedy
+    from qtransformer.policy import QTransformerPolicy
+
+    policy = QTransformerPolicy.from_checkpoint(policy_dir)
+    kw = policy.meta.get("env_kwargs", {})
+    train = task_ids("navigate", "train")
+    held = [(EVAL_SEED + k, task) for k in range(episodes)]
+    seen = [(800_000 + k, train[k % len(train)]) for k in range(train_episodes)]
+    out: dict[str, object] = {"task": task, "episodes": episodes, "train_episodes": train_episodes}
+    for s in sigmas:
+        sel = SmoothedGreedy(s)
+
+        def act(obs: dict, sel: SmoothedGreedy = sel) -> np.ndarray:
+            return policy.act({"state": obs["state"][None]}, [str(obs["instruction"])], select=sel).actions[0]
+
+        out[f"sigma_{s:g}"] = {
+            "heldout_task": _success_rate(make_env("navigate", tasks="all", **kw), held, act),
+            "training_tasks": _success_rate(make_env("navigate", tasks="all", **kw), seen, act)
+            if train_episodes
+            else None,
+        }
+        print(s, out[f"sigma_{s:g}"], flush=True)
+    return out
+
+
+def support(
+    policy_dir: str, bc_dir: str, task: str, taus: list[float], episodes: int, train_episodes: int
+) -> dict[str, object]:
+    from finetune.train import EVAL_SEED
+    from qtransformer.policy import QTransformerPolicy
+
+    qp = QTransformerPolicy.from_checkpoint(policy_dir)
+    bc = QTransformerPolicy.from_checkpoint(bc_dir, encoder=qp.encoder)
+    kw = qp.meta.get("env_kwargs", {})
+    held = [(EVAL_SEED + k, task) for k in range(episodes)]
+    seen = [(800_000 + k, t) for k, t in zip(range(train_episodes), _cycle(task_ids("navigate", "train")))]
+    D = qp.model.cfg.action_dim
+
+    @torch.inference_mode()
+    def act(obs: dict, tau: float) -> np.ndarray:
+        state, images = qp._observation_tensors({"state": obs["state"][None]}, 1)
+        emb = qp.encoder.encode([str(obs["instruction"])])
+        bins = torch.zeros(1, D, dtype=torch.long)
+        for i in range(D):
+            q = qp.model(state, emb, bins[:, :i], images)[:, -1]
+            p = torch.softmax(bc.model(state, emb, bins[:, :i], images)[:, -1].float(), -1)
+            bins[:, i] = q.masked_fill(p < tau * p.max(-1, keepdim=True).values, float("-inf")).argmax(-1)
+        return qp.bins.undiscretize(bins.numpy())[0]
+
+    out: dict[str, object] = {"task": task, "episodes": episodes, "train_episodes": train_episodes}
+    for tau in taus:
+        out[f"tau_{tau:g}"] = {
+            "heldout_task": _success_rate(
+                make_env("navigate", tasks="all", **kw), held, lambda o, t=tau: act(o, t)
+            ),
+            "training_tasks": _success_rate(
+                make_env("navigate", tasks="all", **kw), seen, lambda o, t=tau: act(o, t)
+            )
+            if train_episodes
+            else None,
+        }
+        print(tau, out[f"tau_{tau:g}"], flush=True)
+    return out
+
+
+def _cycle(xs: list[str]):
+    while True:
+        yield from xs
+
+
 def relearn(
     run: str,
     pretrained: str,
@@ -398,6 +479,21 @@ def main() -> None:
     f.add_argument("--episodes", type=int, default=40)
     f.add_argument("--tries", type=int, default=20, help="other instructions tried from each failing start")
     f.add_argument("--seed", type=int, default=0)
+    sm = sub.add_parser("smoothing")
+    sm.add_argument("--policy", required=True)
+    sm.add_argument("--task", default="go_to:red_sphere")
+    sm.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
+    sm.add_argument("--episodes", type=int, default=40)
+    sm.add_argument("--train-episodes", type=int, default=60)
+    su = sub.add_parser("support")
+    su.add_argument("--policy", required=True, help="the Q-Transformer policy")
+    su.add_argument(
+        "--bc", required=True, help="a behaviour-cloning policy of the same data (exp_pretrain bc_all)"
+    )
+    su.add_argument("--task", default="go_to:red_sphere")
+    su.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.05, 0.2, 0.5, 1.0])
+    su.add_argument("--episodes", type=int, default=40)
+    su.add_argument("--train-episodes", type=int, default=60)
     r = sub.add_parser("relearn")
     r.add_argument("--run", required=True, help="a finished fine-tuning run directory (its episodes/)")
     r.add_argument("--pretrained", required=True, help="the policy that run started from")
@@ -431,6 +527,10 @@ def main() -> None:
             args.save,
             args.online_alpha,
         )
+    elif args.cmd == "smoothing":
+        res = smoothing(args.policy, args.task, args.sigmas, args.episodes, args.train_episodes)
+    elif args.cmd == "support":
+        res = support(args.policy, args.bc, args.task, args.taus, args.episodes, args.train_episodes)
     elif args.cmd == "failures":
         res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
     elif args.cmd == "oracle-bc":

@@ -188,3 +188,65 @@ def test_double_q_values_the_online_networks_bins_with_the_target_network():
     assert torch.all(y <= plain) and torch.any(y < plain)  # never above the plain max, here below it
     with pytest.raises(ValueError, match="double_q needs the online model"):
         td_targets(target, batch, cfg)
+
+
+class _SupportTableQ(TableQ):
+    """TableQ with a support head whose logits are a second table."""
+
+    def __init__(self, table, logits, next_table, next_logits, next_state, tau):
+        super().__init__(table, next_table, next_state)
+        self.logits, self.next_logits = logits, next_logits
+        self.cfg = tiny_config(support_tau=tau)
+
+    def forward(self, state, instruction_emb, prev_bins, images=None, return_behavior=False):
+        q = super().forward(state, instruction_emb, prev_bins, images)
+        if not return_behavior:
+            return q
+        j = prev_bins.shape[1]
+        lg = self.next_logits if state is self.next_state else self.logits
+        return q, lg[:, : j + 1]
+
+
+def test_support_constraint_takes_every_target_max_over_supported_bins_only():
+    batch, _, _, _, qt, qn = _setup()
+    g = torch.Generator().manual_seed(3)
+    logits, next_logits = torch.randn(qt.shape, generator=g) * 2, torch.randn(qn.shape, generator=g) * 2
+    target = _SupportTableQ(qt, logits, qn, next_logits, batch.next_state, tau=0.3)
+    batch.rewards = torch.zeros_like(batch.rewards)
+    batch.bootstrap = torch.ones_like(batch.bootstrap)
+    cfg = LossConfig(gamma=0.9, use_mc_bound=False)
+    y, _ = td_targets(target, batch, cfg)
+
+    def allowed(lg):
+        p = lg.softmax(-1)
+        return p >= 0.3 * p.max()
+
+    B, D, _ = qt.shape
+    for b in range(B):
+        for i in range(D - 1):
+            assert y[b, i] == qt[b, i + 1][allowed(logits[b, i + 1])].max()
+        want = 0.9 ** batch.nstep[b] * qn[b, 0][allowed(next_logits[b, 0])].max()
+        assert torch.isclose(y[b, -1], want)
+    plain, _ = td_targets(TableQ(qt, qn, batch.next_state), batch, cfg)
+    assert torch.all(y <= plain) and torch.any(y < plain)
+
+
+def test_support_head_learns_from_successful_episodes_only():
+    cfg = tiny_config(support_tau=0.3)
+    model = QTransformer(cfg)
+    target = QTransformer(cfg)
+    batch = random_batch(cfg, B=6)
+    for successes, expect_grad in ((torch.zeros(6), False), (torch.tensor([0, 0, 0.5, 0, 0.9, 0]), True)):
+        batch.mc_return = successes
+        model.zero_grad()
+        loss, terms = qtransformer_loss(model, target, batch, LossConfig())
+        loss.backward()
+        grad = model.behavior_head[-1].weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == expect_grad
+        assert terms["behavior_samples_fraction"] == successes.gt(0).float().mean()
+    model.zero_grad()
+    loss, _ = qtransformer_loss(model, target, batch, LossConfig(behavior_successes_only=False))
+    loss.backward()
+    assert model.behavior_head[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="behavior_weight"):
+        LossConfig(behavior_weight=-1.0)

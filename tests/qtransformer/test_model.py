@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from qtransformer.config import ModelConfig
-from qtransformer.exploration import Boltzmann, EpsilonGreedy
+from qtransformer.exploration import Boltzmann, EpsilonGreedy, SmoothedGreedy, smooth_bins
 from qtransformer.model import QTransformer
 
 from .helpers import tiny_config
@@ -90,10 +90,28 @@ def test_bin_limits_are_respected():
     state, emb = torch.randn(5, cfg.state_dim), torch.randn(5, cfg.text_dim)
     low = torch.full((5, 3), 6)
     high = torch.full((5, 3), 8)
-    for select in (None, EpsilonGreedy(1.0), Boltzmann(10.0)):
+    for select in (None, EpsilonGreedy(1.0), Boltzmann(10.0), SmoothedGreedy(2.0)):
         kw = {} if select is None else {"select": select}
         bins, _ = model.decode(state, emb, bin_limits=(low, high), **kw)
         assert bins.min() >= 6 and bins.max() <= 8
+
+
+def test_smoothed_greedy_prefers_a_broad_rise_to_a_single_spike():
+    q = torch.zeros(1, 32)
+    q[0, 5] = 1.0  # one bin far above its neighbours
+    q[0, 18:25] = 0.8  # a broad region of high values
+    assert SmoothedGreedy(0.0)(q, 0).item() == 5
+    assert SmoothedGreedy(2.0)(q, 0).item() == 21
+    # constant values stay constant, also at the ends of the range
+    assert torch.allclose(smooth_bins(torch.full((2, 16), 0.3), 3.0), torch.full((2, 16), 0.3))
+    # masked bins stay masked and do not drag their neighbours to -inf
+    m = torch.linspace(0, 1, 16)[None].clone()
+    m[0, 12:] = float("-inf")
+    s = smooth_bins(m, 2.0)
+    assert torch.isinf(s[0, 12:]).all() and torch.isfinite(s[0, :12]).all()
+    assert SmoothedGreedy(2.0)(m, 0).item() < 12
+    with pytest.raises(ValueError, match="sigma"):
+        SmoothedGreedy(-1.0)
 
 
 def test_exploration_only_when_asked():
@@ -137,3 +155,32 @@ def test_config_validation():
         tiny_config(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="num_bins"):
         tiny_config(num_bins=1)
+
+
+def test_support_head_restricts_every_greedy_choice_to_supported_bins():
+    torch.manual_seed(0)
+    cfg = tiny_config(action_dim=3, num_bins=8, support_tau=0.3)
+    model = QTransformer(cfg).eval()
+    assert QTransformer(tiny_config()).behavior_head is None
+    last = model.behavior_head[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.fill_(-10.0)
+        last.bias[[2, 3]] = 0.0  # the data's bins: 2 and 3 in every dimension
+    state, emb = torch.randn(64, cfg.state_dim), torch.randn(64, cfg.text_dim)
+    free, _ = model.decode(state, emb, support_tau=0.0)
+    assert not torch.isin(free, torch.tensor([2, 3])).all()  # unconstrained, it picks other bins
+    for use_cache in (True, False):
+        bins, q = model.decode(state, emb, use_cache=use_cache)
+        assert torch.isin(bins, torch.tensor([2, 3])).all()
+        assert torch.equal(bins, torch.where(q[..., 2] >= q[..., 3], 2, 3))  # the better of the two
+    # where the support and the exploration range do not meet, the range alone applies
+    low, high = torch.full((64, 3), 5), torch.full((64, 3), 7)
+    bins, _ = model.decode(state, emb, bin_limits=(low, high))
+    assert bins.min() >= 5 and bins.max() <= 7
+    q, logits = model(state, emb, bins[:, :2], return_behavior=True)
+    assert q.shape == logits.shape == (64, 3, 8)
+    with pytest.raises(ValueError, match="support head"):
+        QTransformer(tiny_config()).decode(state, emb, support_tau=0.3)
+    with pytest.raises(ValueError, match="support_tau"):
+        tiny_config(support_tau=1.5)
