@@ -25,6 +25,7 @@ from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
 from pretrain.train import dataset_meta
+from qtransformer.checkpoint import load_policy_checkpoint
 from scripts.plots import plot_success_curves
 
 VARIANTS = ("full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed")
@@ -79,6 +80,8 @@ def main() -> None:
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     # Every variant practises at the prior data's control rate, including those that do not load it.
     control_hz = dataset_meta(args.prior_data)["env_kwargs"].get("control_hz")
+    # From scratch means the pretrained network's architecture (support head included) with new weights.
+    scratch_model = load_policy_checkpoint(args.pretrained).model_config
     for name in args.variants:
         if name in results:
             continue
@@ -92,6 +95,7 @@ def main() -> None:
                 prior_data=prior,
                 control_hz=control_hz,
                 out=str(out / name),
+                model=scratch_model,
                 env_steps=args.env_steps,
                 utd=args.utd,
                 eval_every=args.eval_every,
