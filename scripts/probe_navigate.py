@@ -297,46 +297,56 @@ def failures(
     }
 
 
+def _heldout_and_training(
+    env_kwargs: dict, act, task: str, episodes: int, train_episodes: int
+) -> dict[str, float | None]:
+    """Success of ``act(obs) -> action`` on the held-out task's evaluation starts (those of fine-tuning)
+    and on ``train_episodes`` episodes cycling through the training tasks."""
+    from finetune.train import EVAL_SEED
+
+    train = task_ids("navigate", "train")
+    held = [(EVAL_SEED + k, task) for k in range(episodes)]
+    seen = [(800_000 + k, train[k % len(train)]) for k in range(train_episodes)]
+    return {
+        "heldout_task": _success_rate(make_env("navigate", tasks="all", **env_kwargs), held, act),
+        "training_tasks": _success_rate(make_env("navigate", tasks="all", **env_kwargs), seen, act)
+        if train_episodes
+        else None,
+    }
+
+
 def smoothing(
     policy_dir: str, task: str, sigmas: list[float], episodes: int, train_episodes: int
 ) -> dict[str, object]:
-    from finetune.train import EVAL_SEED
     from qtransformer.exploration import SmoothedGreedy
     from qtransformer.policy import QTransformerPolicy
 
     policy = QTransformerPolicy.from_checkpoint(policy_dir)
-    kw = policy.meta.get("env_kwargs", {})
-    train = task_ids("navigate", "train")
-    held = [(EVAL_SEED + k, task) for k in range(episodes)]
-    seen = [(800_000 + k, train[k % len(train)]) for k in range(train_episodes)]
     out: dict[str, object] = {"task": task, "episodes": episodes, "train_episodes": train_episodes}
+
+    def act(obs: dict, sel: SmoothedGreedy) -> np.ndarray:
+        return policy.act({"state": obs["state"][None]}, [str(obs["instruction"])], select=sel).actions[0]
+
     for s in sigmas:
         sel = SmoothedGreedy(s)
-
-        def act(obs: dict, sel: SmoothedGreedy = sel) -> np.ndarray:
-            return policy.act({"state": obs["state"][None]}, [str(obs["instruction"])], select=sel).actions[0]
-
-        out[f"sigma_{s:g}"] = {
-            "heldout_task": _success_rate(make_env("navigate", tasks="all", **kw), held, act),
-            "training_tasks": _success_rate(make_env("navigate", tasks="all", **kw), seen, act)
-            if train_episodes
-            else None,
-        }
-        print(s, out[f"sigma_{s:g}"], flush=True)
+        out[f"sigma_{s:g}"] = r = _heldout_and_training(
+            policy.meta.get("env_kwargs", {}),
+            lambda o, sel=sel: act(o, sel),
+            task,
+            episodes,
+            train_episodes,
+        )
+        print(s, r, flush=True)
     return out
 
 
 def support(
     policy_dir: str, bc_dir: str, task: str, taus: list[float], episodes: int, train_episodes: int
 ) -> dict[str, object]:
-    from finetune.train import EVAL_SEED
     from qtransformer.policy import QTransformerPolicy
 
     qp = QTransformerPolicy.from_checkpoint(policy_dir)
     bc = QTransformerPolicy.from_checkpoint(bc_dir, encoder=qp.encoder)
-    kw = qp.meta.get("env_kwargs", {})
-    held = [(EVAL_SEED + k, task) for k in range(episodes)]
-    seen = [(800_000 + k, t) for k, t in zip(range(train_episodes), _cycle(task_ids("navigate", "train")))]
     D = qp.model.cfg.action_dim
 
     @torch.inference_mode()
@@ -352,23 +362,11 @@ def support(
 
     out: dict[str, object] = {"task": task, "episodes": episodes, "train_episodes": train_episodes}
     for tau in taus:
-        out[f"tau_{tau:g}"] = {
-            "heldout_task": _success_rate(
-                make_env("navigate", tasks="all", **kw), held, lambda o, t=tau: act(o, t)
-            ),
-            "training_tasks": _success_rate(
-                make_env("navigate", tasks="all", **kw), seen, lambda o, t=tau: act(o, t)
-            )
-            if train_episodes
-            else None,
-        }
-        print(tau, out[f"tau_{tau:g}"], flush=True)
+        out[f"tau_{tau:g}"] = r = _heldout_and_training(
+            qp.meta.get("env_kwargs", {}), lambda o, t=tau: act(o, t), task, episodes, train_episodes
+        )
+        print(tau, r, flush=True)
     return out
-
-
-def _cycle(xs: list[str]):
-    while True:
-        yield from xs
 
 
 def relearn(
@@ -480,20 +478,15 @@ def main() -> None:
     f.add_argument("--tries", type=int, default=20, help="other instructions tried from each failing start")
     f.add_argument("--seed", type=int, default=0)
     sm = sub.add_parser("smoothing")
-    sm.add_argument("--policy", required=True)
-    sm.add_argument("--task", default="go_to:red_sphere")
     sm.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
-    sm.add_argument("--episodes", type=int, default=40)
-    sm.add_argument("--train-episodes", type=int, default=60)
     su = sub.add_parser("support")
-    su.add_argument("--policy", required=True, help="the Q-Transformer policy")
-    su.add_argument(
-        "--bc", required=True, help="a behaviour-cloning policy of the same data (exp_pretrain bc_all)"
-    )
-    su.add_argument("--task", default="go_to:red_sphere")
-    su.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.05, 0.2, 0.5, 1.0])
-    su.add_argument("--episodes", type=int, default=40)
-    su.add_argument("--train-episodes", type=int, default=60)
+    su.add_argument("--bc", required=True, help="a behaviour-cloning policy of the same data (exp_pretrain)")
+    su.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0])
+    for x in (sm, su):
+        x.add_argument("--policy", required=True, help="the Q-Transformer policy")
+        x.add_argument("--task", default="go_to:red_sphere")
+        x.add_argument("--episodes", type=int, default=40, help="evaluation starts of the held-out task")
+        x.add_argument("--train-episodes", type=int, default=60, help="episodes on the training tasks")
     r = sub.add_parser("relearn")
     r.add_argument("--run", required=True, help="a finished fine-tuning run directory (its episodes/)")
     r.add_argument("--pretrained", required=True, help="the policy that run started from")
