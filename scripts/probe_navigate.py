@@ -36,6 +36,7 @@ evaluation starts and on the training tasks: whether the greedy choice is led by
 likely (probability at least ``--taus`` times that of its most likely bin; discrete BCQ, Fujimoto et
 al. 2019), on the held-out task's evaluation starts and on the training tasks: whether the Q-function
 chooses well among the actions the data supports. ``tau`` 0 is the Q-function's own greedy policy.
+Without ``--bc`` the policy's own support head is used at each tau.
 Each prints one JSON object last.
 """
 
@@ -341,11 +342,24 @@ def smoothing(
 
 
 def support(
-    policy_dir: str, bc_dir: str, task: str, taus: list[float], episodes: int, train_episodes: int
+    policy_dir: str, bc_dir: str | None, task: str, taus: list[float], episodes: int, train_episodes: int
 ) -> dict[str, object]:
     from qtransformer.policy import QTransformerPolicy
 
     qp = QTransformerPolicy.from_checkpoint(policy_dir)
+    if bc_dir is None:  # the policy's own support head (ModelConfig.support_tau), at each tau
+        out: dict[str, object] = {"task": task, "episodes": episodes, "own_support_head": True}
+        for tau in taus:
+            qp.model.cfg.support_tau = tau
+
+            def own(obs: dict) -> np.ndarray:
+                return qp.act({"state": obs["state"][None]}, [str(obs["instruction"])]).actions[0]
+
+            out[f"tau_{tau:g}"] = r = _heldout_and_training(
+                qp.meta.get("env_kwargs", {}), own, task, episodes, train_episodes
+            )
+            print(tau, r, flush=True)
+        return out
     bc = QTransformerPolicy.from_checkpoint(bc_dir, encoder=qp.encoder)
     D = qp.model.cfg.action_dim
 
@@ -480,7 +494,12 @@ def main() -> None:
     sm = sub.add_parser("smoothing")
     sm.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
     su = sub.add_parser("support")
-    su.add_argument("--bc", required=True, help="a behaviour-cloning policy of the same data (exp_pretrain)")
+    su.add_argument(
+        "--bc",
+        default=None,
+        help="a behaviour-cloning policy of the same data (exp_pretrain); "
+        "without it, the policy's own support head (ModelConfig.support_tau) at each tau",
+    )
     su.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0])
     for x in (sm, su):
         x.add_argument("--policy", required=True, help="the Q-Transformer policy")
