@@ -35,10 +35,14 @@ def model_cfg(model: nn.Module) -> ModelConfig:
     return getattr(model, "module", model).cfg
 
 
+def config_of(model: nn.Module) -> ModelConfig | None:
+    """The ModelConfig of a (possibly DDP-wrapped) QTransformer; None for stand-ins without one."""
+    return getattr(getattr(model, "module", model), "cfg", None)
+
+
 def support_tau(model: nn.Module) -> float:
-    """``ModelConfig.support_tau`` of a (possibly wrapped) model; 0 for models without a config."""
-    cfg = getattr(getattr(model, "module", model), "cfg", None)
-    return float(getattr(cfg, "support_tau", 0.0))
+    """``ModelConfig.support_tau`` of a (possibly wrapped) model; 0 for stand-ins without a config."""
+    return float(getattr(config_of(model), "support_tau", 0.0))
 
 
 def check_batch(batch: Batch, num_bins: int) -> None:
@@ -137,10 +141,7 @@ def qtransformer_loss(
         q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
-        if (
-            getattr(getattr(model, "module", model), "cfg", None) is not None
-            and model_cfg(model).q_activation != "none"
-        ):
+        if (mcfg := config_of(model)) is not None and mcfg.q_activation != "none":
             raise ValueError(
                 "behaviour cloning needs raw logits: build the model with q_activation='none' "
                 "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"

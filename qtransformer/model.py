@@ -359,14 +359,16 @@ class QTransformer(nn.Module):
         def choose(h: torch.Tensor, i: int) -> torch.Tensor:
             q = self.q_values(h)  # (B, K)
             qs.append(q)
-            ok = torch.ones_like(q, dtype=torch.bool)
+            ok = None  # the plain greedy decode (the serving path) builds no mask
             if bin_limits is not None:
                 k = torch.arange(q.shape[-1], device=q.device)
                 ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
             if tau > 0:
-                both = ok & supported(self.behavior_logits(h), tau)
-                ok = torch.where(both.any(-1, keepdim=True), both, ok)
-            return select(q.masked_fill(~ok, float("-inf")), i)
+                both = supported(self.behavior_logits(h), tau)
+                if ok is not None:
+                    both = torch.where((ok & both).any(-1, keepdim=True), ok & both, ok)
+                ok = both
+            return select(q if ok is None else q.masked_fill(~ok, float("-inf")), i)
 
         if not use_cache:
             for i in range(D):
