@@ -17,7 +17,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_double_q              double Q-learning targets (the online network picks, the target values)
   qt_support, qt_support0.1  support constraint (discrete BCQ): every max over bins, acting and in the
                            target, only over bins a second head (trained on successful episodes) gives
-                           at least 0.3 / 0.1 of its top probability
+                           at least 0.3 / 0.1 of its top probability; the head's cross-entropy weighted 1
+  qt_support_bw3, qt_support_bw10  the same weighted 3 / 10 (10 is LossConfig's default)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -48,8 +49,10 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
     "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
     "qt_double_q": (LossConfig(double_q=True), False, {}),
-    "qt_support": (LossConfig(), False, {"support_tau": 0.3}),
-    "qt_support0.1": (LossConfig(), False, {"support_tau": 0.1}),
+    "qt_support": (LossConfig(behavior_weight=1.0), False, {"support_tau": 0.3}),
+    "qt_support0.1": (LossConfig(behavior_weight=1.0), False, {"support_tau": 0.1}),
+    "qt_support_bw3": (LossConfig(behavior_weight=3.0), False, {"support_tau": 0.3}),
+    "qt_support_bw10": (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3}),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

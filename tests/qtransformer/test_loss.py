@@ -248,5 +248,11 @@ def test_support_head_learns_from_successful_episodes_only():
     loss, _ = qtransformer_loss(model, target, batch, LossConfig(behavior_successes_only=False))
     loss.backward()
     assert model.behavior_head[-1].weight.grad.abs().sum() > 0
+    # The head's cross-entropy enters the loss scaled by behavior_weight and nothing else changes.
+    with torch.no_grad():
+        l0, t0 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=0.0))
+        l10, t10 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=10.0))
+    assert t0["behavior_ce"] > 0
+    assert torch.isclose(l10 - l0, 10.0 * t10["behavior_ce"], rtol=1e-4)
     with pytest.raises(ValueError, match="behavior_weight"):
         LossConfig(behavior_weight=-1.0)
