@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 # name -> (module, arguments dataclass, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -52,7 +51,9 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> None:
+    """Run one command. Returns None: the console script passes the return value to ``sys.exit``, where
+    anything else (a command's path or summary) would print it and end with exit status 1."""
     import tyro
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> Any:
     module = importlib.import_module(module_name)
     args_cls = getattr(module, args_name)
     args = tyro.cli(args_cls, args=rest, prog=f"qt {name}", description=help_)
-    return getattr(module, run_name)(args)
+    getattr(module, run_name)(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-QT = [sys.executable, "-m", "scripts.cli"]
+# What the installed ``qt`` console script runs: the exit status is main()'s return value.
+QT = [sys.executable, "-c", "import sys; from scripts.cli import main; sys.exit(main())"]
 TINY_MODEL = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
