@@ -240,6 +240,15 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
             ActionBins(space.low, space.high, cfg.num_bins),
             args.encoder,
         )
+        if cfg.normalize_state:
+            if not args.prior_data:
+                raise ValueError(
+                    "model.normalize_state from scratch takes the state statistics from the prior data: "
+                    "give --prior-data, or set normalize_state to False"
+                )
+            from pretrain.train import apply_state_stats, dataset_meta
+
+            apply_state_stats(model, dataset_meta(args.prior_data), args.prior_data)
     model.set_head_dropout(args.head_dropout)
     meta = {"env": args.env, "env_kwargs": env_kwargs}
     if args.pretrained:

@@ -135,7 +135,25 @@ def dataset_meta(root: str) -> dict[str, Any]:
         "env": env,
         "env_kwargs": dataset_env_kwargs(env, m.fps),
         "transitions": m.total_frames,
+        "state_stats": _state_stats(m),
     }
+
+
+def _state_stats(m: Any) -> tuple[list[float], list[float]] | None:
+    st = m.stats.get("observation.state")
+    if not st or "mean" not in st or "std" not in st:
+        return None
+    return list(st["mean"]), list(st["std"])
+
+
+def apply_state_stats(model: QTransformer, meta: dict[str, Any], dataset: str) -> None:
+    """Standardise the model's state input by the dataset's statistics (``ModelConfig.normalize_state``)."""
+    if meta.get("state_stats") is None:
+        raise ValueError(
+            f"{dataset}: meta/stats.json has no observation.state mean/std, which "
+            "model.normalize_state needs; regenerate the dataset's meta or set normalize_state to False"
+        )
+    model.set_state_stats(*meta["state_stats"])
 
 
 def dataset_env_kwargs(env: str | None, fps: int) -> dict[str, Any]:
@@ -198,6 +216,8 @@ def run_pretrain(args: PretrainArgs) -> Path:
         )
     acc.init_trackers("pretrain")
     model = QTransformer(cfg.model)
+    if cfg.model.normalize_state:
+        apply_state_stats(model, meta, args.dataset)
     target = None if cfg.loss.behavior_cloning else make_target(model).to(acc.device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)

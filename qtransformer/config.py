@@ -61,6 +61,13 @@ class ModelConfig:
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
     q_activation: Literal["sigmoid", "none"] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
+    normalize_state: bool = False
+    """Standardise the state by the training data's per-value mean and std before the state MLP
+    (``QTransformer.set_state_stats``; pretraining, and fine-tuning from scratch with prior data, take
+    them from the dataset's ``meta/stats.json``). The statistics are buffers of the network, so the
+    checkpoint, the policy and the server apply the same scaling. Without it, positions in metres that
+    differ by centimetres between episodes are near-invisible next to values of order 1
+    (docs/results.md, section 3: GarbageSort)."""
     support_tau: float = 0.0
     """Support constraint (discrete BCQ, Fujimoto et al. 2019): when > 0 the network has a second head
     that predicts the data's bin distribution per dimension (trained by ``LossConfig.behavior_weight``),

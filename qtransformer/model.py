@@ -16,7 +16,7 @@ The network knows nothing about training: targets, optimisers and the Accelerato
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -171,6 +171,9 @@ class QTransformer(nn.Module):
         d, D, K = cfg.d_model, cfg.action_dim, cfg.num_bins
         self.text_in = nn.Linear(cfg.text_dim, d)
         self.state_in = StateEncoder(cfg) if cfg.state_dim > 0 else None
+        # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
+        self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
         self.num_context = 1 + (cfg.state_tokens if cfg.state_dim > 0 else 0)
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
@@ -206,9 +209,31 @@ class QTransformer(nn.Module):
             nn.init.normal_(blk.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
             nn.init.normal_(blk.ff[2].weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
+    STATE_STD_FLOOR = 0.01
+    """Smallest std the state is divided by: values that hardly vary in the data (a fixed height, an
+    absent object's zeros) are not blown up when they do vary at run time."""
+
+    def set_state_stats(
+        self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+    ) -> None:
+        """Standardise the state by these per-value statistics (of the training data) from now on."""
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        n = self.cfg.state_dim
+        if mean_t.numel() != n or std_t.numel() != n:
+            raise ValueError(
+                f"state statistics must have {n} values each (the model's state_dim), "
+                f"got mean {mean_t.numel()} and std {std_t.numel()}"
+            )
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
+            raise ValueError("state statistics must be finite, with std >= 0")
+        self.state_mean.copy_(mean_t)
+        self.state_std.copy_(std_t.clamp_min(self.STATE_STD_FLOOR))
+
     @staticmethod
     def upgrade_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Rename tensors of older checkpoints (the state MLP was a Sequential: ``0.*`` in, ``2.*`` out)."""
+        """Bring older checkpoints' tensors up to date: the state MLP was a Sequential (``0.*`` in,
+        ``2.*`` out); checkpoints from before state normalisation have no statistics (identity)."""
         renames = {"state_in.0.": "state_in.inp.", "state_in.2.": "state_in.out."}
         out = {}
         for k, v in state_dict.items():
@@ -216,6 +241,10 @@ class QTransformer(nn.Module):
                 if k.startswith(old):
                     k = new + k[len(old) :]
             out[k] = v
+        if "state_mean" not in out and "text_in.weight" in out:
+            n = next((v.shape[1] for k, v in out.items() if k == "state_in.inp.weight"), 0)
+            out["state_mean"] = torch.zeros(n)
+            out["state_std"] = torch.ones(n)
         return out
 
     @staticmethod
@@ -256,6 +285,7 @@ class QTransformer(nn.Module):
         B = instruction_emb.shape[0]
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
+            state = (state - self.state_mean) / self.state_std
             toks.append(self.state_in(state, instruction_emb).view(B, self.cfg.state_tokens, -1))
         if self.images_in is not None:
             toks.append(self.images_in(images, instruction_emb))

@@ -95,7 +95,8 @@ def main() -> None:
                 prior_data=prior,
                 control_hz=control_hz,
                 out=str(out / name),
-                model=scratch_model,
+                # Without prior data there are no statistics to standardise the state by.
+                model=scratch_model if prior else dataclasses.replace(scratch_model, normalize_state=False),
                 env_steps=args.env_steps,
                 utd=args.utd,
                 eval_every=args.eval_every,

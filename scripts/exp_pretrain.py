@@ -19,6 +19,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            target, only over bins a second head (trained on successful episodes) gives
                            at least 0.3 / 0.1 of its top probability; the head's cross-entropy weighted 1
   qt_support_bw3, qt_support_bw10  the same weighted 3 / 10 (10 is LossConfig's default)
+  bc_success_norm, qt_support_norm  bc_success / qt_support_bw10 with the state standardised by the
+                           dataset's statistics (ModelConfig.normalize_state)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -53,6 +55,12 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
     "qt_support0.1": (LossConfig(behavior_weight=1.0), False, {"support_tau": 0.1}),
     "qt_support_bw3": (LossConfig(behavior_weight=3.0), False, {"support_tau": 0.3}),
     "qt_support_bw10": (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3}),
+    "bc_success_norm": (LossConfig(behavior_cloning=True), True, {"normalize_state": True}),
+    "qt_support_norm": (
+        LossConfig(behavior_weight=10.0),
+        False,
+        {"support_tau": 0.3, "normalize_state": True},
+    ),
 }
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

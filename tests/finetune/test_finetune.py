@@ -3,6 +3,7 @@ through an actor process, and resumes after SIGKILL without losing a finished ep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -210,3 +211,19 @@ def test_the_instructions_to_explore_with_are_the_prior_datas(pretrained, tmp_pa
     assert known_instructions(FinetuneArgs(prior_data=str(pretrained["data"]))) == ["go left", "go right"]
     assert known_instructions(FinetuneArgs(prior_data=None)) == []
     assert known_instructions(FinetuneArgs(prior_data=str(tmp_path / "absent"))) == []
+
+
+def test_from_scratch_normalize_state_takes_the_prior_datas_statistics(pretrained, tmp_path):
+    import json
+
+    import torch
+
+    from finetune.train import make_policy
+
+    model = ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_state=True)
+    args = dataclasses.replace(_args(pretrained, tmp_path / "s", model=model), pretrained=None)
+    policy, _ = make_policy(args, env_module=FAKE)
+    mean = json.loads((pretrained["data"] / "meta/stats.json").read_text())["observation.state"]["mean"]
+    assert torch.allclose(policy.model.state_mean, torch.tensor(mean, dtype=torch.float32))
+    with pytest.raises(ValueError, match="--prior-data"):
+        make_policy(dataclasses.replace(args, prior_data=None), FAKE)

@@ -52,6 +52,32 @@ def test_pretrain_takes_real_steps_and_exports_a_policy(dataset, tmp_path, text_
     assert any((out / "logs").rglob("events.out.tfevents*"))
 
 
+def test_normalize_state_takes_the_datasets_statistics_into_the_policy(dataset, tmp_path, text_encoder):
+    import torch
+
+    from qtransformer.model import QTransformer
+
+    args = PretrainArgs(
+        dataset=str(dataset),
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=8,
+        save_every=2,
+        progress=False,
+        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_state=True),
+    )
+    policy = QTransformerPolicy.from_checkpoint(run_pretrain(args) / "policy", encoder=text_encoder)
+    st = json.loads((dataset / "meta/stats.json").read_text())["observation.state"]
+    assert torch.allclose(policy.model.state_mean, torch.tensor(st["mean"], dtype=torch.float32))
+    want_std = torch.tensor(st["std"], dtype=torch.float32).clamp_min(QTransformer.STATE_STD_FLOOR)
+    assert torch.allclose(policy.model.state_std, want_std) and not torch.all(want_std == 1)
+    # Without the flag the network sees the raw state.
+    args.model = ModelConfig(d_model=32, n_layers=1, n_heads=2)
+    args.out = str(tmp_path / "raw")
+    raw = QTransformerPolicy.from_checkpoint(run_pretrain(args) / "policy", encoder=text_encoder)
+    assert torch.equal(raw.model.state_std, torch.ones_like(want_std))
+
+
 def test_bad_arguments_are_named(dataset, tmp_path):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         PretrainArgs(dataset=str(dataset), steps=0)

@@ -83,6 +83,40 @@ def test_old_checkpoint_layout_of_the_state_mlp_loads():
         assert torch.equal(fresh.state_dict()[k], v)
 
 
+def test_state_statistics_standardise_the_state_and_travel_with_the_weights(tmp_path):
+    from qtransformer.bins import ActionBins
+    from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
+
+    torch.manual_seed(0)
+    cfg = tiny_config(normalize_state=True)
+    model = QTransformer(cfg).eval()
+    plain = QTransformer(cfg).eval()
+    plain.load_state_dict(model.state_dict())  # same weights, identity statistics
+    mean, std = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]), torch.tensor([2.0, 0.5, 1.0, 0.001, 4.0])
+    model.set_state_stats(mean, std)
+    assert model.state_std[3] == QTransformer.STATE_STD_FLOOR  # a near-constant value is not blown up
+    state, emb, prev = torch.randn(3, 5), torch.randn(3, cfg.text_dim), torch.randint(0, 8, (3, 2))
+    scaled = (state - mean) / std.clamp_min(QTransformer.STATE_STD_FLOOR)
+    assert torch.allclose(model(state, emb, prev), plain(scaled, emb, prev), atol=1e-6)
+    assert not torch.allclose(model(state, emb, prev), plain(state, emb, prev))
+    # The statistics are part of the checkpoint: a loaded policy scales the same way.
+    bins = ActionBins(-torch.ones(3).numpy(), torch.ones(3).numpy(), cfg.num_bins)
+    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={})
+    loaded = build_model(load_policy_checkpoint(tmp_path / "p"))
+    assert torch.equal(loaded.state_mean, mean) and torch.allclose(
+        loaded(state, emb, prev), model(state, emb, prev)
+    )
+    # Checkpoints from before the statistics existed load with the identity.
+    old = {k: v for k, v in plain.state_dict().items() if k not in ("state_mean", "state_std")}
+    fresh = QTransformer(cfg)
+    fresh.load_state_dict(QTransformer.upgrade_state_dict(old))
+    assert torch.equal(fresh.state_mean, torch.zeros(5)) and torch.equal(fresh.state_std, torch.ones(5))
+    with pytest.raises(ValueError, match="5 values"):
+        model.set_state_stats([0.0] * 4, [1.0] * 4)
+    with pytest.raises(ValueError, match="std >= 0"):
+        model.set_state_stats([0.0] * 5, [1.0, 1.0, -1.0, 1.0, 1.0])
+
+
 def test_bin_limits_are_respected():
     torch.manual_seed(0)
     cfg = tiny_config(action_dim=3, num_bins=16)
