@@ -56,6 +56,22 @@ def test_expert_succeeds_without_violations(task: str) -> None:
         assert success and steps <= 80 and violations == [], (task, seed, steps, violations)
 
 
+@pytest.mark.parametrize("task", ["sort:can", "place:bottle:trash"])
+def test_expert_approach_depends_on_the_state_alone(task: str) -> None:
+    """Until it closes the gripper, the expert acts as one that has just been made would from the same
+    state: no hidden phase that a learner could not see (the funnel approach)."""
+    env = envs.make_env("garbage_sort")
+    obs, _ = env.reset(seed=3, options={"task": task})
+    expert = envs.make_expert(env, seed=0)
+    for step in range(40):
+        a = expert.act(obs)
+        np.testing.assert_allclose(a, envs.make_expert(env, seed=0).act(obs), atol=1e-6, err_msg=str(step))
+        if expert.phase != "approach":
+            break
+        obs, *_ = env.step(a)
+    assert expert.phase == "close" and step >= 3
+
+
 def test_deliberate_failures_fail() -> None:
     env = envs.make_env("garbage_sort")
     for seed in range(3):
