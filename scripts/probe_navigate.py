@@ -119,14 +119,18 @@ def _success_rate(env, starts: list[tuple[int, str]], policy) -> float:
     return float(np.mean(wins))
 
 
-def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int):
-    """An MLP from inputs ``x`` to actions ``y`` in [-1, 1]: MSE, or cross-entropy over ``bins`` per
-    dimension with argmax acting. Returns ``act(x) -> action`` for one row."""
+def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int, hidden: int = 256):
+    """An MLP (two hidden layers of ``hidden``) from inputs ``x`` to actions ``y`` in [-1, 1]: MSE, or
+    cross-entropy over ``bins`` per dimension with argmax acting. Returns ``act(x) -> action`` for one row."""
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
     D = Y.shape[1]
     net = nn.Sequential(
-        nn.Linear(X.shape[1], 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, D * (bins or 1))
+        nn.Linear(X.shape[1], hidden),
+        nn.GELU(),
+        nn.Linear(hidden, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, D * (bins or 1)),
     )
     action_bins = ActionBins(-np.ones(D), np.ones(D), bins) if bins else None
 
