@@ -37,10 +37,10 @@ def model() -> QTransformer:
     """The network with seeded weights: N(0, 0.1) everywhere, norm scales around 1 (FiLM is non-trivial)."""
     net = QTransformer(CONFIG).eval()
     g = torch.Generator().manual_seed(7)
-    state = net.state_dict()
+    params = dict(net.named_parameters())  # buffers (the state statistics) keep their identity values
     with torch.no_grad():
-        for name in sorted(state):
-            p = state[name]
+        for name in sorted(params):
+            p = params[name]
             if p.is_floating_point():
                 p.copy_(
                     torch.randn(p.shape, generator=g) * 0.1
