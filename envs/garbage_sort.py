@@ -35,7 +35,8 @@ WORKSPACE_HIGH = np.array([0.92, 0.42, 0.32])
 EXCESS_FORCE_N = 60.0
 SAFETY_CHECKS_PER_STEP = 4
 OBJ_SLOT = 17
-STATE_DIM = 22 + OBJ_SLOT * len(T.OBJECT_KINDS)
+STATE_HEAD = 22  # the robot's values and the bins' positions; object slots follow
+STATE_DIM = STATE_HEAD + OBJ_SLOT * len(T.OBJECT_KINDS)
 MIN_SPACING = 0.11
 
 

@@ -59,18 +59,44 @@ class StateEncoder(nn.Module):
     it matters, and the transformer has to undo that; with FiLM the hidden layer is gated by the task.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, in_dim: int | None = None, tokens: int | None = None):
         super().__init__()
         h = 2 * cfg.d_model
-        self.inp = nn.Linear(cfg.state_dim, h)
+        self.inp = nn.Linear(cfg.state_dim if in_dim is None else in_dim, h)
         self.film = FiLM(cfg.text_dim, h) if cfg.state_film else None
-        self.out = nn.Linear(h, cfg.state_tokens * cfg.d_model)
+        self.out = nn.Linear(h, (cfg.state_tokens if tokens is None else tokens) * cfg.d_model)
 
     def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         x = self.inp(state)
         if self.film is not None:
             x = self.film(x[:, :, None, None], text)[:, :, 0, 0]
         return self.out(F.gelu(x))
+
+
+class EntityEncoder(nn.Module):
+    """One token per object slot of the state (``ModelConfig.state_entities``), all slots through the
+    same FiLM-conditioned MLP over (slot values, head values), plus a learned embedding of the slot index.
+
+    Sharing the weights means a grasp learnt on one object is a grasp of the others (entity-centric state
+    encoders, as in object-centric RL); with the head in its input the MLP can form the object's position
+    relative to the gripper, which is what the actions depend on (docs/results.md, section 3: GarbageSort).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.offset, self.width = cfg.state_entities
+        self.mlp = StateEncoder(cfg, in_dim=self.offset + self.width, tokens=1)
+        self.slot_emb = nn.Parameter(torch.zeros(1, cfg.num_entities, cfg.d_model))
+        nn.init.normal_(self.slot_emb, std=0.02)
+
+    def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        B = state.shape[0]
+        head = state[:, : self.offset]  # (B, offset)
+        slots = state[:, self.offset :].reshape(B, -1, self.width)  # (B, n, width)
+        n = slots.shape[1]
+        x = torch.cat([slots, head[:, None].expand(B, n, self.offset)], dim=-1).flatten(0, 1)
+        tok = self.mlp(x, text.repeat_interleave(n, dim=0)).view(B, n, -1)  # (B, n, d)
+        return tok + self.slot_emb
 
 
 class ImageEncoder(nn.Module):
@@ -170,12 +196,20 @@ class QTransformer(nn.Module):
         self.cfg = cfg
         d, D, K = cfg.d_model, cfg.action_dim, cfg.num_bins
         self.text_in = nn.Linear(cfg.text_dim, d)
-        self.state_in = StateEncoder(cfg) if cfg.state_dim > 0 else None
+        offset, width = cfg.state_entities
+        if width and not (offset < cfg.state_dim and (cfg.state_dim - offset) % width == 0):
+            raise ValueError(
+                f"state_entities=(offset={offset}, width={width}) must split state_dim={cfg.state_dim} "
+                "into a head of offset values and whole slots of width values"
+            )
+        head_dim = offset if cfg.num_entities else cfg.state_dim
+        self.state_in = StateEncoder(cfg, in_dim=head_dim) if cfg.state_dim > 0 else None
+        self.entities_in = EntityEncoder(cfg) if cfg.num_entities else None
         # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
-        self.num_context = 1 + (cfg.state_tokens if cfg.state_dim > 0 else 0)
+        self.num_context = 1 + (cfg.state_tokens + cfg.num_entities if cfg.state_dim > 0 else 0)
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
         self.context_pos = nn.Parameter(torch.zeros(1, self.num_context, d))
         self.start = nn.Parameter(torch.zeros(1, 1, d))  # stands in for "bin of dimension -1"
@@ -217,8 +251,8 @@ class QTransformer(nn.Module):
         self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
     ) -> None:
         """Standardise the state by these per-value statistics (of the training data) from now on."""
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten().clone()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten().clone()
         n = self.cfg.state_dim
         if mean_t.numel() != n or std_t.numel() != n:
             raise ValueError(
@@ -227,6 +261,15 @@ class QTransformer(nn.Module):
             )
         if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
             raise ValueError("state statistics must be finite, with std >= 0")
+        if self.cfg.num_entities:
+            # One scale for a value's meaning in every slot, so the shared slot MLP reads all objects alike:
+            # the slots' statistics are pooled (as if all slots' values were one sample).
+            offset, width = self.cfg.state_entities
+            m, v = mean_t[offset:].view(-1, width), std_t[offset:].view(-1, width).square()
+            pooled_m = m.mean(0)
+            pooled_s = ((v + m.square()).mean(0) - pooled_m.square()).clamp_min(0).sqrt()
+            mean_t[offset:] = pooled_m.repeat(self.cfg.num_entities)
+            std_t[offset:] = pooled_s.repeat(self.cfg.num_entities)
         self.state_mean.copy_(mean_t)
         self.state_std.copy_(std_t.clamp_min(self.STATE_STD_FLOOR))
 
@@ -286,7 +329,10 @@ class QTransformer(nn.Module):
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
             state = (state - self.state_mean) / self.state_std
-            toks.append(self.state_in(state, instruction_emb).view(B, self.cfg.state_tokens, -1))
+            head = state[:, : self.cfg.state_entities[0]] if self.entities_in is not None else state
+            toks.append(self.state_in(head, instruction_emb).view(B, self.cfg.state_tokens, -1))
+            if self.entities_in is not None:
+                toks.append(self.entities_in(state, instruction_emb))  # (B, n, d)
         if self.images_in is not None:
             toks.append(self.images_in(images, instruction_emb))
         return torch.cat(toks, dim=1) + self.context_pos

@@ -21,6 +21,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_support_bw3, qt_support_bw10  the same weighted 3 / 10 (10 is LossConfig's default)
   bc_success_norm, qt_support_norm  bc_success / qt_support_bw10 with the state standardised by the
                            dataset's statistics (ModelConfig.normalize_state)
+  bc_success_objects, qt_support_objects  the same with GarbageSort's object slots read as one token each
+                           by shared weights (ModelConfig.state_entities)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -31,6 +33,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
@@ -62,6 +65,14 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
         {"support_tau": 0.3, "normalize_state": True},
     ),
 }
+# GarbageSort's state: the head, then one slot per object kind (envs/garbage_sort.py).
+GARBAGE_ENTITIES = {"normalize_state": True, "state_entities": (STATE_HEAD, OBJ_SLOT)}
+VARIANTS["bc_success_objects"] = (LossConfig(behavior_cloning=True), True, GARBAGE_ENTITIES)
+VARIANTS["qt_support_objects"] = (
+    LossConfig(behavior_weight=10.0),
+    False,
+    {"support_tau": 0.3, **GARBAGE_ENTITIES},
+)
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 

@@ -25,12 +25,12 @@ import torch
 
 from envs import make_env
 from envs import tasks as T
-from envs.garbage_sort import OBJ_SLOT
+from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
 from scripts.probe_navigate import _fit_mlp, _success_rate
 
-GRIP, HEAD = slice(0, 3), 16  # state layout of envs/garbage_sort.py
+GRIP, PROPRIO = slice(0, 3), 16  # state layout of envs/garbage_sort.py: [0:16] the robot
 BINS = slice(16, 22)
 
 
@@ -46,13 +46,13 @@ def relative_features(state: np.ndarray, add: tuple[str, ...] = ()) -> np.ndarra
     s = np.atleast_2d(state)
     grip = s[:, GRIP]
     bins = s[:, BINS].reshape(len(s), len(T.BINS), 2) - grip[:, None, :2]
-    slots = s[:, HEAD + len(T.BINS) * 2 :].reshape(len(s), len(T.OBJECT_KINDS), OBJ_SLOT)
+    slots = s[:, STATE_HEAD:].reshape(len(s), len(T.OBJECT_KINDS), OBJ_SLOT)
     mask = slots[:, :, :1]
     objects = (slots[:, :, 1:4] - grip[:, None]) * mask
     groups = {
         "colour": slots[:, :, 8:].reshape(len(s), -1),
         "orientation": slots[:, :, 4:8].reshape(len(s), -1),
-        "proprio": np.concatenate([s[:, 0:2], s[:, 3:5], s[:, 7:HEAD]], 1),
+        "proprio": np.concatenate([s[:, 0:2], s[:, 3:5], s[:, 7:PROPRIO]], 1),
     }
     base = [s[:, 2:3], s[:, 5:7], bins.reshape(len(s), -1), objects.reshape(len(s), -1), mask[:, :, 0]]
     return np.concatenate(base + [groups[g] for g in add], 1)

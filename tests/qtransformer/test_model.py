@@ -10,9 +10,12 @@ from .helpers import tiny_config
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("images", [False, True])
-def test_cached_decode_equals_naive_decode(seed, images):
+@pytest.mark.parametrize("entities", [False, True])
+def test_cached_decode_equals_naive_decode(seed, images, entities):
     torch.manual_seed(seed)
     kw = dict(image_size=16, num_images=2, conv_channels=(8, 16)) if images else {}
+    if entities:
+        kw.update(state_dim=11, state_entities=(3, 4))
     cfg = tiny_config(action_dim=6, num_bins=32, **kw)
     model = QTransformer(cfg).eval()
     with torch.no_grad():  # sharpen the Q-values so the argmax is not decided by float noise alone
@@ -64,6 +67,37 @@ def test_state_tokens_depend_on_the_instruction_only_with_state_film(film):
     tokens = enc(state, emb)
     assert tokens.shape == (2, cfg.state_tokens * cfg.d_model)
     assert torch.allclose(tokens[0], tokens[1]) is not film
+
+
+def test_each_object_slot_is_one_token_read_by_shared_weights():
+    torch.manual_seed(0)
+    cfg = tiny_config(state_dim=3 + 3 * 4, state_entities=(3, 4), state_tokens=2)
+    model = QTransformer(cfg).eval()
+    assert model.num_context == 1 + 2 + 3
+    state, emb = torch.randn(2, cfg.state_dim), torch.randn(2, cfg.text_dim)
+    ctx = model.encode_context(state, emb)
+    slot_tok = slice(1 + 2, 1 + 2 + 3)
+    changed = state.clone()
+    changed[:, 3 + 4 : 3 + 8] += 1.0  # slot 1's values
+    moved = model.encode_context(changed, emb) - ctx
+    assert moved[:, 3 + 1].abs().max() > 1e-3  # slot 1's token moves
+    assert torch.allclose(moved[:, [0, 1, 2, 3 + 0, 3 + 2]], torch.zeros(1), atol=1e-6)  # nothing else
+    head_changed = state.clone()
+    head_changed[:, 0] += 1.0  # the head is read by the robot's tokens and by every slot's token
+    assert (model.encode_context(head_changed, emb) - ctx)[:, slot_tok].abs().amax(-1).min() > 1e-4
+    # The same values in two slots give tokens that differ only by the slots' index embeddings.
+    same = state.clone()
+    same[:, 3 + 8 : 3 + 12] = same[:, 3:7]
+    tok = model.encode_context(same, emb) - model.context_pos
+    emb_ = model.entities_in.slot_emb[0]
+    torch.testing.assert_close(tok[:, 3 + 2] - emb_[2], tok[:, 3 + 0] - emb_[0])
+    # Statistics are pooled over the slots, so each value has one scale in every slot.
+    model.set_state_stats(torch.arange(15.0), torch.ones(15))
+    assert torch.equal(model.state_mean[3:7], model.state_mean[7:11]) and model.state_mean[3] == 7.0
+    with pytest.raises(ValueError, match="state_entities"):
+        QTransformer(tiny_config(state_dim=10, state_entities=(3, 4)))
+    with pytest.raises(ValueError, match="state_entities"):
+        tiny_config(state_entities=(0, 4))
 
 
 def test_old_checkpoint_layout_of_the_state_mlp_loads():
