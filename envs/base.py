@@ -80,6 +80,15 @@ class LanguageTaskEnv(gym.Env):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ task choice
+    def feasible(self, task_id: str) -> bool:
+        """Whether ``task_id`` can start at the next reset without a person rebuilding the world: always
+        in episodic mode (a reset builds a world for it); in reset-free mode, if the world as it is now
+        allows it (e.g. not right after succeeding at it). A practice loop that finds it infeasible can
+        reset without a task instead, and the task graph picks one that undoes the last."""
+        if task_id not in self.task_ids:
+            raise ValueError(f"unknown task {task_id!r} for this env; available: {list(self.task_ids)}")
+        return not (self.reset_free and self._world_ready) or self._feasible(task_id)
+
     def _sample_task(self, candidates: list[str]) -> str:
         """Uniform over task families, then uniform within the family, so big families don't dominate."""
         fams = sorted({T.family(t) for t in candidates})

@@ -1,7 +1,9 @@
 """The actor: collects episodes on the robot (or in sim) with the newest weights it was sent.
 
 Exploration over bins follows a schedule; the cautious range (APRL) bounds which bins may be chosen;
-in reset-free mode the env's task graph picks what to practise next from the current world state.
+in reset-free mode, when the world does not allow the target task (right after succeeding at it), the
+env's task graph picks a task that undoes it, practised with the current policy, so that no person has
+to reset the world between attempts.
 The same class runs inside the learner's process (single-process mode) or as its own process,
 possibly on another machine (``run_actor_process``).
 """
@@ -95,12 +97,23 @@ class Actor:
         self.policy.model.eval()
         self.version = version
 
+    def needs_undo(self) -> bool:
+        """Reset-free practice: the target task cannot start from the world as it is now."""
+        env = self.env.unwrapped
+        return (
+            bool(getattr(env, "reset_free", False))
+            and hasattr(env, "feasible")
+            and not env.feasible(self.task)
+        )
+
     def collect(self, env_steps: int) -> tuple[Episode, dict[str, Any]]:
-        """One episode of practice; returns it with its statistics."""
+        """One episode of practice; returns it with its statistics. In reset-free mode an episode may be
+        one of the task graph's undo tasks (``stats["undo"]``), recorded under that task."""
         select = self.exploration.selector(env_steps, self.generator)
+        undo = self.needs_undo()
         command = None
         p = self.exploration.instruction_prob
-        if p > 0 and torch.rand(1, generator=self.generator).item() < p:
+        if not undo and p > 0 and torch.rand(1, generator=self.generator).item() < p:
             command = self.instructions[
                 int(torch.randint(len(self.instructions), (1,), generator=self.generator))
             ]
@@ -119,7 +132,7 @@ class Actor:
             self.policy,
             self.env,
             seed=self.seed * 1_000_003 + self.episodes,
-            options={"task": self.task},
+            options={} if undo else {"task": self.task},  # no task: the env's graph picks the undo
             act_kwargs=act_kwargs,
             on_step=on_step,
             keep_trajectory=True,
@@ -149,5 +162,6 @@ class Actor:
             "action_scale": float(np.mean(self.cautious.scale)),
             "epsilon": self.exploration.epsilon(env_steps) if self.exploration.kind == "epsilon" else 0.0,
             "other_instruction": command is not None,
+            "undo": undo,
         }
         return ep, stats

@@ -85,7 +85,10 @@ class FinetuneArgs:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     aprl: AprlConfig = field(default_factory=AprlConfig)
     reset_free: bool = False
-    """Practise without resets: the env's task graph picks the next task from the current world state."""
+    """Practise without resets: the world carries over from one episode to the next. When it does not
+    allow the target task (just after succeeding at it), the env's task graph picks a task that undoes
+    it (GarbageSort: take the object out again; Navigate: drive to another landmark), practised with the
+    same policy; a person is counted (``human_resets``) only when no task can start."""
     image_size: int = 0
     """Camera size when training from scratch with images (a checkpoint brings its own)."""
     actors: int = 0
@@ -363,6 +366,8 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         "successes": 0,
         "other_instruction_episodes": 0,  # acted out on another known instruction (exploration)
         "other_instruction_successes": 0,
+        "undo_episodes": 0,  # reset-free: a task of the graph that undoes the target, practised in between
+        "undo_successes": 0,
     }
     curve: list[dict[str, Any]] = []
     make_env = lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs)  # noqa: E731
@@ -444,7 +449,11 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
                 online.add(ep)
                 counters["env_steps"] += len(ep)
                 counters["episodes"] += 1
-                counters["successes"] += int(stats["success"])
+                if ep.task != task:  # reset-free: an undo task in between (local or remote actor)
+                    counters["undo_episodes"] += 1
+                    counters["undo_successes"] += int(stats["success"])
+                else:
+                    counters["successes"] += int(stats["success"])
                 counters["safety_violations"] += int(stats["safety_violations"])
                 counters["human_resets"] += int(stats["human_reset"])
                 if stats.get("other_instruction"):

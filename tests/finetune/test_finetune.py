@@ -227,3 +227,33 @@ def test_from_scratch_normalize_state_takes_the_prior_datas_statistics(pretraine
     assert torch.allclose(policy.model.state_mean, torch.tensor(mean, dtype=torch.float32))
     with pytest.raises(ValueError, match="--prior-data"):
         make_policy(dataclasses.replace(args, prior_data=None), FAKE)
+
+
+def test_reset_free_practice_undoes_a_success_instead_of_calling_a_person():
+    import envs
+    from finetune.actor import Actor, ExplorationConfig
+    from qtransformer.bins import ActionBins
+    from qtransformer.model import QTransformer
+    from qtransformer.policy import QTransformerPolicy
+    from tests.qtransformer.helpers import tiny_config
+
+    env = envs.make_env("navigate", reset_free=True, tasks="all")
+    target = envs.tasks.heldout_task_ids("navigate")[0]
+    model = QTransformer(tiny_config(state_dim=env.observation_space["state"].shape[0], action_dim=3))
+    policy = QTransformerPolicy(model, ActionBins([-1] * 3, [1] * 3, 8), _RecordingEncoder())
+    actor = Actor(policy, env, target, ExplorationConfig(epsilon_start=0.0), AprlConfig(enabled=False))
+    obs, _ = env.reset(seed=0, options={"task": target})
+    assert not actor.needs_undo()
+    expert = envs.make_expert(env, seed=0)
+    done = False
+    while not done:
+        obs, _, done, truncated, info = env.step(expert.act(obs))
+        done = done or truncated
+    assert info["is_success"] and actor.needs_undo()  # at the landmark: the target cannot start again
+    ep, stats = actor.collect(env_steps=0)
+    # The task graph's undo (drive to another landmark) was practised; nobody had to reset the world.
+    assert stats["undo"] and ep.task != target and ep.task.startswith("go_to:")
+    assert ep.instruction == env.unwrapped.instruction and not stats["human_reset"]
+    assert env.unwrapped.human_resets == 0
+    with pytest.raises(ValueError, match="unknown task"):
+        env.unwrapped.feasible("go_to:nowhere")
