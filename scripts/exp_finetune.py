@@ -73,6 +73,11 @@ def main() -> None:
         "(ExplorationConfig.instruction_prob; variants without prior data have none to draw from)",
     )
     ap.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
+    ap.add_argument(
+        "--reset-free",
+        action="store_true",
+        help="practise without resets (FinetuneArgs.reset_free): undo tasks in between, people counted",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -113,6 +118,7 @@ def main() -> None:
                     epsilon_start=args.epsilon, instruction_prob=args.instruction_prob if prior else 0.0
                 ),
                 offline_fraction=args.offline_fraction,
+                reset_free=args.reset_free,
                 seed=args.seed,
                 progress=False,
             )
@@ -131,6 +137,8 @@ def main() -> None:
                 "successes",
                 "other_instruction_episodes",
                 "other_instruction_successes",
+                "undo_episodes",
+                "undo_successes",
                 "seconds",
             )
         }
