@@ -4,9 +4,11 @@ a dataset when language is taken out of the question?
     python scripts/probe_garbage.py --dataset runs/data/garbage_5000 --features full
     python scripts/probe_garbage.py --dataset runs/data/garbage_5000 --features relative
 
-An MLP gets a one-hot of the task id and the state (standardised by the data's statistics), regresses
-the continuous actions of the successful episodes (MSE; the gripper acts on the sign of its output, as
-the expert's gripper command is -1 or +1), and is evaluated greedily on the training tasks. ``full`` is
+An MLP gets a one-hot of the task id (``--language``: the instruction's sentence embedding) and the
+state (standardised by the data's statistics), regresses the continuous actions of the successful
+episodes (MSE; the gripper acts on the sign of its output, as the expert's gripper command is -1 or +1;
+``--bins K`` classifies each dimension into K bins instead, as the Q-Transformer acts), and is evaluated
+greedily on the training tasks. ``full`` is
 the env's whole 124-value state. ``relative`` keeps only what the expert's actions depend on: the grip
 height, closure and grasp flag, the bins' and the objects' positions relative to the grip point, and the
 objects' present masks; it drops the absolute positions, velocities, joint angles, orientations and
@@ -59,7 +61,15 @@ def relative_features(state: np.ndarray, add: tuple[str, ...] = ()) -> np.ndarra
 
 
 def oracle_bc(
-    dataset: str, features: str, steps: int, episodes: int, seed: int, hidden: int, add: tuple[str, ...] = ()
+    dataset: str,
+    features: str,
+    steps: int,
+    episodes: int,
+    seed: int,
+    hidden: int,
+    add: tuple[str, ...] = (),
+    language: bool = False,
+    bins: int = 0,
 ) -> dict[str, object]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=True))
     tids = task_ids("garbage_sort", "train")
@@ -69,21 +79,39 @@ def oracle_bc(
     def feat(state: np.ndarray) -> np.ndarray:
         return relative_features(state, add) if features == "relative" else np.atleast_2d(state)
 
-    def onehot(task: str, n: int) -> np.ndarray:
-        out = np.zeros((n, len(tids)), np.float32)
-        out[:, tids.index(task)] = 1.0
-        return out
+    if language:  # the instruction's sentence embedding, as the Q-Transformer is given the task
+        from qtransformer.text import TextEncoder
 
-    x = np.concatenate([np.concatenate([feat(e.state), onehot(e.task_id, len(e.state))], 1) for e in eps])
+        encoder, cache = TextEncoder(), {}
+
+        def goal(task: str, instruction: str, n: int) -> np.ndarray:
+            if instruction not in cache:
+                cache[instruction] = encoder.encode([instruction]).numpy()
+            return np.repeat(cache[instruction], n, 0)
+    else:
+
+        def goal(task: str, instruction: str, n: int) -> np.ndarray:
+            out = np.zeros((n, len(tids)), np.float32)
+            out[:, tids.index(task)] = 1.0
+            return out
+
+    x = np.concatenate(
+        [np.concatenate([feat(e.state), goal(e.task_id, e.instruction, len(e.state))], 1) for e in eps]
+    )
     mean, std = x.mean(0), np.maximum(x.std(0), 0.01)
     act = _fit_mlp(
-        ((x - mean) / std).astype(np.float32), np.concatenate([e.action for e in eps]), 0, steps, seed, hidden
+        ((x - mean) / std).astype(np.float32),
+        np.concatenate([e.action for e in eps]),
+        bins,
+        steps,
+        seed,
+        hidden,
     )
     env = make_env("garbage_sort")
     starts = [(7000 + k, tids[k % len(tids)]) for k in range(episodes)]
 
     def policy(obs: dict) -> np.ndarray:
-        row = np.concatenate([feat(obs["state"]), onehot(env.unwrapped.task_id, 1)], 1)
+        row = np.concatenate([feat(obs["state"]), goal(env.unwrapped.task_id, str(obs["instruction"]), 1)], 1)
         a = act(torch.tensor(((row - mean) / std).astype(np.float32)))
         a[3] = 1.0 if a[3] > 0 else -1.0  # the gripper is open or closed
         return a
@@ -92,6 +120,8 @@ def oracle_bc(
     return {
         "features": features,
         "added": list(add),
+        "language": language,
+        "bins": bins,
         "hidden": hidden,
         "inputs": int(x.shape[1]),
         "successful_episodes": len(eps),
@@ -108,6 +138,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12000, help="gradient steps of batch 256")
     ap.add_argument("--episodes", type=int, default=60, help="evaluation episodes over the training tasks")
     ap.add_argument("--add", nargs="*", default=[], choices=ADDABLE, help="groups to put back (relative)")
+    ap.add_argument("--language", action="store_true", help="the instruction's embedding, not the task id")
+    ap.add_argument("--bins", type=int, default=0, help="classify each dimension into K bins (0: regress)")
     ap.add_argument("--hidden", type=int, default=512, help="width of the MLP's two hidden layers")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -121,6 +153,8 @@ def main() -> None:
                 args.seed,
                 args.hidden,
                 tuple(args.add),
+                args.language,
+                args.bins,
             )
         )
     )
