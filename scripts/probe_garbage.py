@@ -8,13 +8,12 @@ An MLP gets a one-hot of the task id (``--language``: the instruction's sentence
 state (standardised by the data's statistics), regresses the continuous actions of the successful
 episodes (MSE; the gripper acts on the sign of its output, as the expert's gripper command is -1 or +1;
 ``--bins K`` classifies each dimension into K bins instead, as the Q-Transformer acts), and is evaluated
-greedily on the training tasks. ``full`` is
-the env's whole 124-value state. ``relative`` keeps only what the expert's actions depend on: the grip
-height, closure and grasp flag, the bins' and the objects' positions relative to the grip point, and the
-objects' present masks; it drops the absolute positions, velocities, joint angles, orientations and
-colours, which vary from episode to episode without changing the action; ``--add`` puts groups of them
-back. The gap is how much those values cost an imitation learner at this amount of data. Prints one
-JSON object last.
+greedily on the training tasks. ``full`` is the env's whole 124-value state. ``relative`` keeps only
+what the expert's actions depend on: the grip height, closure and grasp flag, the bins' and the
+objects' positions relative to the grip point, and the objects' present masks; it drops the absolute
+positions, velocities, joint angles, orientations and colours, which vary from episode to episode
+without changing the action; ``--add`` puts groups of them back. The gap is how much those values cost
+an imitation learner at this amount of data. Prints one JSON object last.
 """
 
 from __future__ import annotations
