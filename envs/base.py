@@ -83,8 +83,9 @@ class LanguageTaskEnv(gym.Env):
     def feasible(self, task_id: str) -> bool:
         """Whether ``task_id`` can start at the next reset without a person rebuilding the world: always
         in episodic mode (a reset builds a world for it); in reset-free mode, if the world as it is now
-        allows it (e.g. not right after succeeding at it). A practice loop that finds it infeasible can
-        reset without a task instead, and the task graph picks one that undoes the last."""
+        allows it (e.g. not right after succeeding at it). ``reset(options={"task": t, "if_infeasible":
+        "undo"})`` starts ``t`` when it is feasible and otherwise a task of the graph that undoes the last;
+        only when none can start does a person rebuild the world, for ``t``."""
         if task_id not in self.task_ids:
             raise ValueError(f"unknown task {task_id!r} for this env; available: {list(self.task_ids)}")
         return not (self.reset_free and self._world_ready) or self._feasible(task_id)
@@ -112,12 +113,15 @@ class LanguageTaskEnv(gym.Env):
         forced = (options or {}).get("task")
         if forced is not None and forced not in self.task_ids:
             raise ValueError(f"unknown task {forced!r} for this env; available: {list(self.task_ids)}")
+        if_infeasible = (options or {}).get("if_infeasible", "reset")
+        if if_infeasible not in ("reset", "undo"):
+            raise ValueError(f"options['if_infeasible'] must be 'reset' or 'undo', got {if_infeasible!r}")
         human_reset = False
         if self.reset_free and self._world_ready:
             self._between_tasks()
-            if forced is not None:
-                task = forced if self._feasible(forced) else None
-            else:
+            task = forced if forced is not None and self._feasible(forced) else None
+            if task is None and (forced is None or if_infeasible == "undo"):
+                # The task graph picks what follows (for a forced task: one that undoes the last).
                 candidates = self._successors()
                 task = self._sample_task(candidates) if candidates else None
             if task is None:

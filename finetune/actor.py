@@ -98,7 +98,8 @@ class Actor:
         self.version = version
 
     def needs_undo(self) -> bool:
-        """Reset-free practice: the target task cannot start from the world as it is now."""
+        """Reset-free practice: the target task cannot start from the world as it is now, so the next
+        episode is one of the task graph's undo tasks (no other instruction is tried on it)."""
         env = self.env.unwrapped
         return (
             bool(getattr(env, "reset_free", False))
@@ -132,7 +133,8 @@ class Actor:
             self.policy,
             self.env,
             seed=self.seed * 1_000_003 + self.episodes,
-            options={} if undo else {"task": self.task},  # no task: the env's graph picks the undo
+            # Reset-free: the env starts the task if the world allows it, else a task that undoes it.
+            options={"task": self.task, "if_infeasible": "undo"},
             act_kwargs=act_kwargs,
             on_step=on_step,
             keep_trajectory=True,
@@ -158,10 +160,10 @@ class Actor:
             "length": r.length,
             "task": r.task,
             "safety_violations": r.safety_violations,
-            "human_reset": bool(r.last_info.get("human_reset_needed", False)),
+            "human_reset": bool(r.reset_info.get("human_reset_needed", False)),
             "action_scale": float(np.mean(self.cautious.scale)),
             "epsilon": self.exploration.epsilon(env_steps) if self.exploration.kind == "epsilon" else 0.0,
             "other_instruction": command is not None,
-            "undo": undo,
+            "undo": r.task != self.task,
         }
         return ep, stats

@@ -60,6 +60,8 @@ class EpisodeResult:
     trajectory: dict[str, np.ndarray] | None = None
     """With ``keep_trajectory``: state/image (T+1, ...), action (T, D), reward (T,)."""
     last_info: dict[str, Any] = field(default_factory=dict)
+    reset_info: dict[str, Any] = field(default_factory=dict)
+    """The info of the episode's reset (``human_reset_needed`` is reported there)."""
 
 
 def run_episode(
@@ -81,6 +83,7 @@ def run_episode(
     cfg = policy.model.cfg
     history = FrameHistory(cfg.num_images) if cfg.image_size > 0 else None
     obs, info = env.reset(seed=seed, options=options)
+    reset_info = dict(info)
     instruction = str(obs["instruction"])
     command = act_instruction if act_instruction is not None else instruction
     frames = [env.render()] if record else []
@@ -129,6 +132,7 @@ def run_episode(
         frames,
         trajectory,
         dict(info),
+        reset_info,
     )
 
 

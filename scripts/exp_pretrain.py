@@ -23,6 +23,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            dataset's statistics (ModelConfig.normalize_state)
   bc_success_objects, qt_support_objects  the same with GarbageSort's object slots read as one token each
                            by shared weights (ModelConfig.state_entities)
+  bc_success_norm_wide     bc_success_norm at twice the width (d_model 256)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -68,6 +69,11 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
 # GarbageSort's state: the head, then one slot per object kind (envs/garbage_sort.py).
 GARBAGE_ENTITIES = {"normalize_state": True, "state_entities": (STATE_HEAD, OBJ_SLOT)}
 VARIANTS["bc_success_objects"] = (LossConfig(behavior_cloning=True), True, GARBAGE_ENTITIES)
+VARIANTS["bc_success_norm_wide"] = (
+    LossConfig(behavior_cloning=True),
+    True,
+    {"normalize_state": True, "d_model": 256},
+)
 VARIANTS["qt_support_objects"] = (
     LossConfig(behavior_weight=10.0),
     False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import envs
 from envs import tasks as T
@@ -74,3 +75,33 @@ def test_navigate_chain_keeps_the_world() -> None:
         obs, info = env.reset()
         assert not info["human_reset_needed"]
         assert all(np.array_equal(p, env.unwrapped.landmark_pos(i)) for i, p in enumerate(layout))
+
+
+def test_a_forced_task_that_cannot_start_is_undone_or_rebuilt_for() -> None:
+    """Practising one task reset-free: after succeeding at it, ``if_infeasible="undo"`` starts a task
+    that undoes it (no person); without it the same reset rebuilds the world (a person)."""
+    env = envs.make_env("garbage_sort", reset_free=True, max_distractors=0, tasks="all")
+    target = "place:can:compost"  # held out: what fine-tuning practises
+    obs, _ = env.reset(seed=1, options={"task": target})
+    expert = envs.make_expert(env, seed=0)
+
+    def succeed(obs):
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert.act(obs))
+            done = terminated or truncated
+        assert info["is_success"]
+
+    succeed(obs)
+    assert not env.unwrapped.feasible(target)
+    obs, info = env.reset(options={"task": target, "if_infeasible": "undo"})
+    assert info["task"] == "unplace:can" and not info["human_reset_needed"]
+    succeed(obs)  # the can is back on the table: the target can start again, still without a person
+    assert env.unwrapped.feasible(target)
+    obs, info = env.reset(options={"task": target, "if_infeasible": "undo"})
+    assert info["task"] == target and env.unwrapped.human_resets == 0
+    succeed(obs)
+    _, info = env.reset(options={"task": target})  # the default: a person rebuilds the world for it
+    assert info["task"] == target and info["human_reset_needed"] and env.unwrapped.human_resets == 1
+    with pytest.raises(ValueError, match="if_infeasible"):
+        env.reset(options={"task": target, "if_infeasible": "skip"})

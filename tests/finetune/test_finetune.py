@@ -257,3 +257,17 @@ def test_reset_free_practice_undoes_a_success_instead_of_calling_a_person():
     assert env.unwrapped.human_resets == 0
     with pytest.raises(ValueError, match="unknown task"):
         env.unwrapped.feasible("go_to:nowhere")
+
+
+def test_a_human_reset_is_read_from_the_reset_not_the_last_step():
+    from tests.finetune.fake_env import ReachEnv
+
+    class RebuiltEveryTime(ReachEnv):
+        def reset(self, seed=None, options=None):
+            obs, info = super().reset(seed=seed, options=options)
+            return obs, {**info, "human_reset_needed": True}
+
+    actor, _ = _recording_actor(0.0, ())
+    actor.env = RebuiltEveryTime()
+    _, stats = actor.collect(env_steps=0)
+    assert stats["human_reset"] and not stats["undo"]
