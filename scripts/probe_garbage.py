@@ -29,7 +29,7 @@ from envs import tasks as T
 from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
-from scripts.probe_navigate import _fit_mlp, _success_rate
+from scripts.probe_navigate import _embedding_goal, _fit_mlp, _success_rate
 
 GRIP, PROPRIO = slice(0, 3), 16  # state layout of envs/garbage_sort.py: [0:16] the robot
 BINS = slice(16, 22)
@@ -79,14 +79,7 @@ def oracle_bc(
         return relative_features(state, add) if features == "relative" else np.atleast_2d(state)
 
     if language:  # the instruction's sentence embedding, as the Q-Transformer is given the task
-        from qtransformer.text import TextEncoder
-
-        encoder, cache = TextEncoder(), {}
-
-        def goal(task: str, instruction: str, n: int) -> np.ndarray:
-            if instruction not in cache:
-                cache[instruction] = encoder.encode([instruction]).numpy()
-            return np.repeat(cache[instruction], n, 0)
+        goal = _embedding_goal()
     else:
 
         def goal(task: str, instruction: str, n: int) -> np.ndarray:

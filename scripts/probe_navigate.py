@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,20 @@ def _goal_onehot(task_id: str, n: int) -> np.ndarray:
     return out
 
 
+def _embedding_goal() -> Callable[[str, str, int], np.ndarray]:
+    """``goal(task, instruction, n)``: the instruction's sentence embedding as ``n`` rows (cached)."""
+    from qtransformer.text import TextEncoder
+
+    encoder, cache = TextEncoder(), {}
+
+    def goal(task: str, instruction: str, n: int) -> np.ndarray:
+        if instruction not in cache:
+            cache[instruction] = encoder.encode([instruction]).numpy()
+        return np.repeat(cache[instruction], n, 0)
+
+    return goal
+
+
 def oracle_bc(
     dataset: str,
     success_only: bool,
@@ -76,14 +91,7 @@ def oracle_bc(
 ) -> dict[str, float]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=success_only))
     if language:  # the instruction's sentence embedding instead of the oracle's goal slot
-        from qtransformer.text import TextEncoder
-
-        encoder, cache = TextEncoder(), {}
-
-        def goal(task: str, instruction: str, n: int) -> np.ndarray:
-            if instruction not in cache:
-                cache[instruction] = encoder.encode([instruction]).numpy()
-            return np.repeat(cache[instruction], n, 0)
+        goal = _embedding_goal()
     else:
 
         def goal(task: str, instruction: str, n: int) -> np.ndarray:
