@@ -302,10 +302,10 @@ def run_actor_process(
             has_weights = True
         if not has_weights:
             raise ConnectionError(f"actor {actor_id}: no weights from the learner within 60 s")
-        ep, _ = actor.collect(env_steps)
+        ep, stats = actor.collect(env_steps)
         env_steps += len(ep)
         try:
-            endpoint.send_episode(ep)
+            endpoint.send_episode(ep, stats)
         except (OSError, EOFError):
             break
     endpoint.close()
@@ -439,8 +439,8 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         while counters["env_steps"] < args.env_steps:
             if endpoint is not None:
                 new = [
-                    (ep, {"success": ep.success, "safety_violations": 0, "human_reset": False})
-                    for ep in endpoint.poll_episodes(timeout=5.0)
+                    (ep, {"success": ep.success, "safety_violations": 0, "human_reset": False, **stats})
+                    for ep, stats in endpoint.poll_episodes(timeout=5.0)
                 ]
             else:
                 new = [actor.collect(counters["env_steps"])]

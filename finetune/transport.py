@@ -66,10 +66,11 @@ class LearnerEndpoint:
             self._latest = msg
             self.conns = [c for c in self.conns if self._send(c, msg)]
 
-    def poll_episodes(self, timeout: float = 0.0) -> list[Episode]:
-        """Every episode received so far (waits up to ``timeout`` seconds for the first one)."""
+    def poll_episodes(self, timeout: float = 0.0) -> list[tuple[Episode, dict[str, Any]]]:
+        """Every (episode, its statistics) received so far (waits up to ``timeout`` s for the first one).
+        The statistics are what the actor measured while collecting (safety violations, human resets)."""
         deadline = time.monotonic() + timeout
-        out: list[Episode] = []
+        out: list[tuple[Episode, dict[str, Any]]] = []
         while True:
             with self._lock:
                 conns = list(self.conns)
@@ -77,9 +78,9 @@ class LearnerEndpoint:
             for c in conns:
                 try:
                     while c.poll():
-                        kind, payload = c.recv()
+                        kind, payload, *rest = c.recv()
                         if kind == "episode":
-                            out.append(Episode.from_arrays(payload))
+                            out.append((Episode.from_arrays(payload), dict(rest[0]) if rest else {}))
                 except (OSError, EOFError):
                     dead.append(c)
             if dead:
@@ -114,8 +115,9 @@ class ActorEndpoint:
                     raise ConnectionError(f"no learner listening at {address[0]}:{address[1]}") from None
                 time.sleep(0.2)
 
-    def send_episode(self, ep: Episode) -> None:
-        self.conn.send(("episode", ep.to_arrays()))
+    def send_episode(self, ep: Episode, stats: dict[str, Any] | None = None) -> None:
+        """Send a finished episode with the statistics the actor measured while collecting it."""
+        self.conn.send(("episode", ep.to_arrays(), dict(stats or {})))
 
     def latest_weights(self, timeout: float = 0.0) -> tuple[int, dict[str, np.ndarray]] | None:
         """The newest weights waiting (older ones are skipped), or None."""

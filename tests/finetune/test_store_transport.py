@@ -74,7 +74,8 @@ def _actor_proc(address, n_episodes, q):
     got = ep_.latest_weights(timeout=10)
     q.put(("weights", got[0], float(got[1]["w"].sum())))
     for i in range(n_episodes):
-        ep_.send_episode(make_episode(seed=100 + i, instruction=f"actor {i}"))
+        stats = {"safety_violations": i, "human_reset": i == 2}
+        ep_.send_episode(make_episode(seed=100 + i, instruction=f"actor {i}"), stats)
     newer = ep_.latest_weights(timeout=10)
     q.put(("weights", newer[0], float(newer[1]["w"].sum())))
     ep_.close()
@@ -92,8 +93,10 @@ def test_actor_learner_exchange_between_two_processes():
     deadline = time.monotonic() + 30
     while len(episodes) < 3 and time.monotonic() < deadline:
         episodes += learner.poll_episodes(timeout=1.0)
-    assert [e.instruction for e in episodes] == ["actor 0", "actor 1", "actor 2"]
-    np.testing.assert_array_equal(episodes[1].state, make_episode(seed=101).state)
+    assert [e.instruction for e, _ in episodes] == ["actor 0", "actor 1", "actor 2"]
+    np.testing.assert_array_equal(episodes[1][0].state, make_episode(seed=101).state)
+    # What the actor measured travels with the episode (safety violations, human resets).
+    assert [s for _, s in episodes] == [{"safety_violations": i, "human_reset": i == 2} for i in range(3)]
     learner.publish(2, {"w": torch.full((4,), 2.0)})
     assert q.get(timeout=30) == ("weights", 2, 8.0)
     p.join(timeout=30)
