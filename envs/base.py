@@ -86,9 +86,12 @@ class LanguageTaskEnv(gym.Env):
         allows it (e.g. not right after succeeding at it). ``reset(options={"task": t, "if_infeasible":
         "undo"})`` starts ``t`` when it is feasible and otherwise a task of the graph that undoes the last;
         only when none can start does a person rebuild the world, for ``t``."""
+        self._check_task(task_id)
+        return not (self.reset_free and self._world_ready) or self._feasible(task_id)
+
+    def _check_task(self, task_id: str) -> None:
         if task_id not in self.task_ids:
             raise ValueError(f"unknown task {task_id!r} for this env; available: {list(self.task_ids)}")
-        return not (self.reset_free and self._world_ready) or self._feasible(task_id)
 
     def _sample_task(self, candidates: list[str]) -> str:
         """Uniform over task families, then uniform within the family, so big families don't dominate."""
@@ -111,8 +114,8 @@ class LanguageTaskEnv(gym.Env):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         forced = (options or {}).get("task")
-        if forced is not None and forced not in self.task_ids:
-            raise ValueError(f"unknown task {forced!r} for this env; available: {list(self.task_ids)}")
+        if forced is not None:
+            self._check_task(forced)
         if_infeasible = (options or {}).get("if_infeasible", "reset")
         if if_infeasible not in ("reset", "undo"):
             raise ValueError(f"options['if_infeasible'] must be 'reset' or 'undo', got {if_infeasible!r}")
