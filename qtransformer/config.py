@@ -50,6 +50,12 @@ class ModelConfig:
     """Residual FiLM conv blocks after each downsampling stage (capacity that runs once per action)."""
     state_tokens: int = 1
     """Tokens the state MLP produces."""
+    state_layers: int = 1
+    """Hidden layers of the state MLP (the first FiLM-conditioned). One layer is a linear read of the
+    state; a dense state with many values per object (GarbageSort's 124) gets more of its non-linear
+    reading done before the transformer with two or three."""
+    state_hidden: int = 0
+    """Width of the state MLP's hidden layers; 0 means ``2 * d_model``."""
     state_film: bool = True
     """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
     (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
@@ -103,6 +109,8 @@ class ModelConfig:
         _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
         )
+        _check(self.state_layers >= 1, f"state_layers must be >= 1, got {self.state_layers}")
+        _check(self.state_hidden >= 0, f"state_hidden must be >= 0 (0: 2 * d_model), got {self.state_hidden}")
         _check(
             len(self.state_entities) == 2,
             f"state_entities must be (offset, width), got {self.state_entities}",

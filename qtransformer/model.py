@@ -61,16 +61,22 @@ class StateEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig, in_dim: int | None = None, tokens: int | None = None):
         super().__init__()
-        h = 2 * cfg.d_model
+        h = cfg.state_hidden or 2 * cfg.d_model
         self.inp = nn.Linear(cfg.state_dim if in_dim is None else in_dim, h)
         self.film = FiLM(cfg.text_dim, h) if cfg.state_film else None
+        # Further hidden layers (ModelConfig.state_layers); none by default, so the parameter names of
+        # one-layer checkpoints stay as they were.
+        self.hidden = nn.ModuleList(nn.Linear(h, h) for _ in range(cfg.state_layers - 1))
         self.out = nn.Linear(h, (cfg.state_tokens if tokens is None else tokens) * cfg.d_model)
 
     def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         x = self.inp(state)
         if self.film is not None:
             x = self.film(x[:, :, None, None], text)[:, :, 0, 0]
-        return self.out(F.gelu(x))
+        x = F.gelu(x)
+        for layer in self.hidden:
+            x = F.gelu(layer(x))
+        return self.out(x)
 
 
 class EntityEncoder(nn.Module):

@@ -24,6 +24,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_objects, qt_support_objects  the same with GarbageSort's object slots read as one token each
                            by shared weights (ModelConfig.state_entities)
   bc_success_norm_wide     bc_success_norm at twice the width (d_model 256)
+  bc_success_deep, qt_support_deep  bc_success_norm / qt_support_norm with a state MLP of two hidden
+                           layers of 512 before the transformer (the width of scripts/probe_garbage.py's MLP)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -79,6 +81,9 @@ VARIANTS["qt_support_objects"] = (
     False,
     {"support_tau": 0.3, **GARBAGE_ENTITIES},
 )
+DEEP_STATE = {"normalize_state": True, "state_layers": 2, "state_hidden": 512}
+VARIANTS["bc_success_deep"] = (LossConfig(behavior_cloning=True), True, DEEP_STATE)
+VARIANTS["qt_support_deep"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **DEEP_STATE})
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 

@@ -69,6 +69,26 @@ def test_state_tokens_depend_on_the_instruction_only_with_state_film(film):
     assert torch.allclose(tokens[0], tokens[1]) is not film
 
 
+def test_deeper_state_mlp_adds_hidden_layers_and_keeps_one_layer_names():
+    one = QTransformer(tiny_config())
+    deep = QTransformer(tiny_config(state_layers=3, state_hidden=24))
+    names_one = {k for k in one.state_dict() if k.startswith("state_in.")}
+    names_deep = {k for k in deep.state_dict() if k.startswith("state_in.")}
+    assert names_one == {f"state_in.{m}.{p}" for m in ("inp", "film.proj", "out") for p in ("weight", "bias")}
+    assert names_deep - names_one == {f"state_in.hidden.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+    assert deep.state_in.inp.out_features == 24 and deep.state_in.out.in_features == 24
+    # The added layers are on the path from the state to its tokens.
+    enc = deep.state_in.eval()
+    torch.manual_seed(0)
+    state, emb = torch.randn(1, 5), torch.randn(1, 16)
+    before = enc(state, emb)
+    with torch.no_grad():
+        enc.hidden[1].weight.mul_(2.0)
+    assert not torch.allclose(enc(state, emb), before)
+    with pytest.raises(ValueError, match="state_layers"):
+        tiny_config(state_layers=0)
+
+
 def test_each_object_slot_is_one_token_read_by_shared_weights():
     torch.manual_seed(0)
     cfg = tiny_config(state_dim=3 + 3 * 4, state_entities=(3, 4), state_tokens=2)
