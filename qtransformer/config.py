@@ -56,6 +56,12 @@ class ModelConfig:
     reading done before the transformer with two or three."""
     state_hidden: int = 0
     """Width of the state MLP's hidden layers; 0 means ``2 * d_model``."""
+    state_ignore: tuple[int, ...] = ()
+    """Indices of state values the network does not read (set to zero after standardisation), so a
+    dataset's layout can stay as recorded while the policy leaves out values it should not act on.
+    The typical case is a velocity that is the previous action in disguise: a cloning learner then
+    copies its last action instead of reading where the object is (the copycat problem of behaviour
+    cloning from proprioceptive history; GarbageSort's grip velocity, ``(7, 8, 9)``)."""
     state_film: bool = True
     """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
     (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
@@ -92,6 +98,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
         self.state_entities = tuple(int(v) for v in self.state_entities)  # type: ignore[assignment]
+        self.state_ignore = tuple(sorted({int(v) for v in self.state_ignore}))
         _check(self.state_dim >= 0, f"state_dim must be >= 0, got {self.state_dim}")
         _check(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
         _check(self.num_bins >= 2, f"num_bins must be >= 2, got {self.num_bins}")
@@ -108,6 +115,10 @@ class ModelConfig:
         _check(0.0 <= self.support_tau <= 1.0, f"support_tau must be in [0, 1], got {self.support_tau}")
         _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
+        )
+        _check(
+            all(i >= 0 for i in self.state_ignore),
+            f"state_ignore indices must be >= 0, got {list(self.state_ignore)}",
         )
         _check(self.state_layers >= 1, f"state_layers must be >= 1, got {self.state_layers}")
         _check(self.state_hidden >= 0, f"state_hidden must be >= 0 (0: 2 * d_model), got {self.state_hidden}")
@@ -132,6 +143,7 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["conv_channels"] = list(self.conv_channels)
         d["state_entities"] = list(self.state_entities)
+        d["state_ignore"] = list(self.state_ignore)
         return d
 
     @classmethod

@@ -208,12 +208,20 @@ class QTransformer(nn.Module):
                 f"state_entities=(offset={offset}, width={width}) must split state_dim={cfg.state_dim} "
                 "into a head of offset values and whole slots of width values"
             )
+        if any(i >= cfg.state_dim for i in cfg.state_ignore):
+            raise ValueError(
+                f"state_ignore={list(cfg.state_ignore)} names values beyond state_dim={cfg.state_dim}"
+            )
         head_dim = offset if cfg.num_entities else cfg.state_dim
         self.state_in = StateEncoder(cfg, in_dim=head_dim) if cfg.state_dim > 0 else None
         self.entities_in = EntityEncoder(cfg) if cfg.num_entities else None
         # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
+        keep = torch.ones(cfg.state_dim)
+        keep[list(cfg.state_ignore)] = 0.0
+        # Derived from the config (ModelConfig.state_ignore), so not saved with the weights.
+        self.register_buffer("state_keep", keep, persistent=False)
         self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
         self.num_context = 1 + (cfg.state_tokens + cfg.num_entities if cfg.state_dim > 0 else 0)
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
@@ -335,6 +343,8 @@ class QTransformer(nn.Module):
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
             state = (state - self.state_mean) / self.state_std
+            if self.cfg.state_ignore:
+                state = state * self.state_keep
             head = state[:, : self.cfg.state_entities[0]] if self.entities_in is not None else state
             toks.append(self.state_in(head, instruction_emb).view(B, self.cfg.state_tokens, -1))
             if self.entities_in is not None:

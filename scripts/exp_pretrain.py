@@ -26,6 +26,10 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_norm_wide     bc_success_norm at twice the width (d_model 256)
   bc_success_deep, qt_support_deep  bc_success_norm / qt_support_norm with a state MLP of two hidden
                            layers of 512 before the transformer (the width of scripts/probe_garbage.py's MLP)
+  bc_success_novel, qt_support_novel  bc_success_norm / qt_support_norm not reading GarbageSort's grip
+                           velocity (ModelConfig.state_ignore), the previous action in disguise
+  bc_success_minimal, qt_support_minimal  the same reading only what GarbageSort's expert acts on (grip
+                           position, closure, grasp flag, bins, objects' masks and positions)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -37,6 +41,7 @@ import json
 from pathlib import Path
 
 from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
+from envs.tasks import OBJECT_KINDS
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
@@ -84,6 +89,17 @@ VARIANTS["qt_support_objects"] = (
 DEEP_STATE = {"normalize_state": True, "state_layers": 2, "state_hidden": 512}
 VARIANTS["bc_success_deep"] = (LossConfig(behavior_cloning=True), True, DEEP_STATE)
 VARIANTS["qt_support_deep"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **DEEP_STATE})
+# GarbageSort's grip velocity [7:10] is the previous action in disguise (ModelConfig.state_ignore).
+NO_VELOCITY = {"normalize_state": True, "state_ignore": (7, 8, 9)}
+VARIANTS["bc_success_novel"] = (LossConfig(behavior_cloning=True), True, NO_VELOCITY)
+VARIANTS["qt_support_novel"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **NO_VELOCITY})
+# What GarbageSort's expert acts on: grip position, closure, grasp flag, bins, the objects' masks and
+# positions. Left out: hand yaw, grip velocity, joint angles, the objects' orientations and colours.
+_SLOT_NUISANCE = [STATE_HEAD + OBJ_SLOT * j + i for j in range(len(OBJECT_KINDS)) for i in range(4, OBJ_SLOT)]
+GARBAGE_NUISANCE = (3, 4, *range(7, 16), *_SLOT_NUISANCE)
+MINIMAL = {"normalize_state": True, "state_ignore": GARBAGE_NUISANCE}
+VARIANTS["bc_success_minimal"] = (LossConfig(behavior_cloning=True), True, MINIMAL)
+VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 

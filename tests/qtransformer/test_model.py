@@ -89,6 +89,23 @@ def test_deeper_state_mlp_adds_hidden_layers_and_keeps_one_layer_names():
         tiny_config(state_layers=0)
 
 
+def test_ignored_state_values_do_not_reach_the_network():
+    torch.manual_seed(0)
+    model = QTransformer(tiny_config(state_ignore=(1, 3))).eval()
+    state, emb = torch.randn(2, 5), torch.randn(2, 16)
+    changed = state.clone()
+    changed[:, [1, 3]] += 10.0
+    assert torch.equal(model.encode_context(state, emb), model.encode_context(changed, emb))
+    changed[:, 0] += 10.0  # a value it reads
+    assert not torch.allclose(model.encode_context(state, emb), model.encode_context(changed, emb))
+    # The mask follows the config, not the weights: a checkpoint's tensors are the same as without it.
+    assert set(model.state_dict()) == set(QTransformer(tiny_config()).state_dict())
+    with pytest.raises(ValueError, match="beyond state_dim=5"):
+        QTransformer(tiny_config(state_ignore=(5,)))
+    with pytest.raises(ValueError, match="state_ignore"):
+        tiny_config(state_ignore=(-1,))
+
+
 def test_each_object_slot_is_one_token_read_by_shared_weights():
     torch.manual_seed(0)
     cfg = tiny_config(state_dim=3 + 3 * 4, state_entities=(3, 4), state_tokens=2)
