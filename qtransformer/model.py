@@ -34,6 +34,19 @@ def supported(logits: torch.Tensor, tau: float) -> torch.Tensor:
     return logp >= logp.max(dim=-1, keepdim=True).values + math.log(tau)
 
 
+def nearest_allowed(sup: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """(B, K) masks -> (B, K): per row, the one bin of the interval ``ok`` nearest to a bin of ``sup``
+    (ties go to the lower edge). Rows where ``sup`` has no bin give the interval's lower edge."""
+    K = ok.shape[-1]
+    k = torch.arange(K, device=ok.device)[None]
+    lo = torch.where(ok, k, K).min(-1).values  # (B,) the interval's edges
+    hi = torch.where(ok, k, -1).max(-1).values
+    below = torch.where(sup & (k < lo[:, None]), k, -3 * K).max(-1).values  # nearest supported under it
+    above = torch.where(sup & (k > hi[:, None]), k, 4 * K).min(-1).values
+    edge = torch.where(lo - below <= above - hi, lo, hi)
+    return k == edge[:, None]
+
+
 def greedy_selector(q: torch.Tensor, dim: int) -> torch.Tensor:
     return q.argmax(dim=-1)
 
@@ -218,6 +231,8 @@ class QTransformer(nn.Module):
         # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
+        self.register_buffer("instruction_mean", torch.zeros(cfg.text_dim))
+        self.register_buffer("instruction_std", torch.ones(cfg.text_dim))
         keep = torch.ones(cfg.state_dim)
         keep[list(cfg.state_ignore)] = 0.0
         # Derived from the config (ModelConfig.state_ignore), so not saved with the weights.
@@ -287,10 +302,31 @@ class QTransformer(nn.Module):
         self.state_mean.copy_(mean_t)
         self.state_std.copy_(std_t.clamp_min(self.STATE_STD_FLOOR))
 
+    INSTRUCTION_STD_FLOOR = 1e-3
+    """Smallest std an embedding value is divided by (unit-norm embeddings' values are ~0.05)."""
+
+    def set_instruction_stats(
+        self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+    ) -> None:
+        """Standardise the instruction embedding by these per-value statistics from now on."""
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        n = self.cfg.text_dim
+        if mean_t.numel() != n or std_t.numel() != n:
+            raise ValueError(
+                f"instruction statistics must have {n} values each (the model's text_dim), "
+                f"got mean {mean_t.numel()} and std {std_t.numel()}"
+            )
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
+            raise ValueError("instruction statistics must be finite, with std >= 0")
+        self.instruction_mean.copy_(mean_t)
+        self.instruction_std.copy_(std_t.clamp_min(self.INSTRUCTION_STD_FLOOR))
+
     @staticmethod
     def upgrade_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Bring older checkpoints' tensors up to date: the state MLP was a Sequential (``0.*`` in,
-        ``2.*`` out); checkpoints from before state normalisation have no statistics (identity)."""
+        ``2.*`` out); checkpoints from before state or instruction normalisation have no statistics
+        (identity)."""
         renames = {"state_in.0.": "state_in.inp.", "state_in.2.": "state_in.out."}
         out = {}
         for k, v in state_dict.items():
@@ -302,6 +338,10 @@ class QTransformer(nn.Module):
             n = next((v.shape[1] for k, v in out.items() if k == "state_in.inp.weight"), 0)
             out["state_mean"] = torch.zeros(n)
             out["state_std"] = torch.ones(n)
+        if "instruction_mean" not in out and "text_in.weight" in out:
+            n = out["text_in.weight"].shape[1]
+            out["instruction_mean"] = torch.zeros(n)
+            out["instruction_std"] = torch.ones(n)
         return out
 
     @staticmethod
@@ -340,6 +380,8 @@ class QTransformer(nn.Module):
         """Context tokens (B, P, d): instruction, state and image tokens with position embeddings."""
         self.check_inputs(state, instruction_emb, images)
         B = instruction_emb.shape[0]
+        if self.cfg.normalize_instruction:
+            instruction_emb = (instruction_emb - self.instruction_mean) / self.instruction_std
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
             state = (state - self.state_mean) / self.state_std
@@ -438,7 +480,9 @@ class QTransformer(nn.Module):
         (cautious exploration restricts the action range this way). ``use_cache=False`` re-runs the
         whole sequence for every dimension (the reference the cached decode must match exactly).
         ``support_tau`` (default ``cfg.support_tau``) keeps the choice among the bins the support head
-        finds likely enough; where that leaves no bin inside ``bin_limits``, the limits alone apply.
+        finds likely enough; where no such bin lies inside ``bin_limits``, the bin inside the limits
+        nearest to them is taken (the supported action clipped into the allowed range: the bins the
+        Q-function would pick among outside its support are the ones it overrates).
         """
         D = self.cfg.action_dim
         tau = self.cfg.support_tau if support_tau is None else support_tau
@@ -456,10 +500,10 @@ class QTransformer(nn.Module):
                 k = torch.arange(q.shape[-1], device=q.device)
                 ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
             if tau > 0:
-                both = supported(self.behavior_logits(h), tau)
-                if ok is not None:
-                    both = torch.where((ok & both).any(-1, keepdim=True), ok & both, ok)
-                ok = both
+                sup = supported(self.behavior_logits(h), tau)
+                if bin_limits is not None and ok is not None:
+                    sup = torch.where((ok & sup).any(-1, keepdim=True), ok & sup, nearest_allowed(sup, ok))
+                ok = sup
             return select(q if ok is None else q.masked_fill(~ok, float("-inf")), i)
 
         if not use_cache:

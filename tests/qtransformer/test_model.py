@@ -188,6 +188,38 @@ def test_state_statistics_standardise_the_state_and_travel_with_the_weights(tmp_
         model.set_state_stats([0.0] * 5, [1.0, 1.0, -1.0, 1.0, 1.0])
 
 
+def test_instruction_statistics_standardise_the_embedding_and_travel_with_the_weights(tmp_path):
+    from qtransformer.bins import ActionBins
+    from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
+
+    torch.manual_seed(0)
+    cfg = tiny_config(normalize_instruction=True, state_film=True)
+    model = QTransformer(cfg).eval()
+    for p in model.state_in.film.parameters():  # FiLM starts as the identity; make it read the text
+        torch.nn.init.normal_(p, std=0.1)
+    plain = QTransformer(tiny_config(state_film=True)).eval()
+    plain.load_state_dict(model.state_dict())  # same weights, no standardisation
+    mean, std = torch.randn(16), torch.rand(16) + 0.1
+    std[2] = 1e-6
+    model.set_instruction_stats(mean, std)
+    assert model.instruction_std[2] == QTransformer.INSTRUCTION_STD_FLOOR
+    state, emb, prev = torch.randn(3, 5), torch.randn(3, 16), torch.randint(0, 8, (3, 2))
+    scaled = (emb - mean) / std.clamp_min(QTransformer.INSTRUCTION_STD_FLOOR)
+    # Every reader of the instruction (its token and the state MLP's FiLM) sees the standardised one.
+    assert torch.allclose(model(state, emb, prev), plain(state, scaled, prev), atol=1e-5)
+    assert not torch.allclose(model(state, emb, prev), plain(state, emb, prev))
+    bins = ActionBins(-torch.ones(3).numpy(), torch.ones(3).numpy(), cfg.num_bins)
+    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={})
+    loaded = build_model(load_policy_checkpoint(tmp_path / "p")).eval()
+    assert torch.allclose(loaded(state, emb, prev), model(state, emb, prev))
+    old = {k: v for k, v in plain.state_dict().items() if not k.startswith("instruction_")}
+    fresh = QTransformer(cfg)
+    fresh.load_state_dict(QTransformer.upgrade_state_dict(old))
+    assert torch.equal(fresh.instruction_std, torch.ones(16))
+    with pytest.raises(ValueError, match="16 values"):
+        model.set_instruction_stats([0.0] * 4, [1.0] * 4)
+
+
 def test_bin_limits_are_respected():
     torch.manual_seed(0)
     cfg = tiny_config(action_dim=3, num_bins=16)
@@ -279,10 +311,17 @@ def test_support_head_restricts_every_greedy_choice_to_supported_bins():
         bins, q = model.decode(state, emb, use_cache=use_cache)
         assert torch.isin(bins, torch.tensor([2, 3])).all()
         assert torch.equal(bins, torch.where(q[..., 2] >= q[..., 3], 2, 3))  # the better of the two
-    # where the support and the exploration range do not meet, the range alone applies
+    # where the support and the exploration range do not meet, the supported action is clipped into
+    # the range: the allowed bin nearest to the support, not the Q-function's pick among the rest
     low, high = torch.full((64, 3), 5), torch.full((64, 3), 7)
     bins, _ = model.decode(state, emb, bin_limits=(low, high))
-    assert bins.min() >= 5 and bins.max() <= 7
+    assert torch.equal(bins, torch.full((64, 3), 5))
+    low, high = torch.zeros(64, 3, dtype=torch.long), torch.ones(64, 3, dtype=torch.long)
+    bins, _ = model.decode(state, emb, bin_limits=(low, high))
+    assert torch.equal(bins, torch.ones(64, 3, dtype=torch.long))
+    # and where they meet, the choice stays among the supported bins inside the range
+    bins, _ = model.decode(state, emb, bin_limits=(torch.full((64, 3), 3), torch.full((64, 3), 6)))
+    assert torch.equal(bins, torch.full((64, 3), 3))
     q, logits = model(state, emb, bins[:, :2], return_behavior=True)
     assert q.shape == logits.shape == (64, 3, 8)
     with pytest.raises(ValueError, match="support head"):
