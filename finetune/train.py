@@ -225,6 +225,7 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
     if args.pretrained:
         ckpt = load_policy_checkpoint(args.pretrained)
         model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder
+        text = TextEncoder(encoder_name)
         env_kwargs = env_settings(args, ckpt.meta)
     else:
         torch.manual_seed(args.seed)
@@ -243,6 +244,7 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
             ActionBins(space.low, space.high, cfg.num_bins),
             args.encoder,
         )
+        text = TextEncoder(encoder_name)
         if cfg.normalize_state:
             if not args.prior_data:
                 raise ValueError(
@@ -252,11 +254,20 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
             from pretrain.train import apply_state_stats, dataset_meta
 
             apply_state_stats(model, dataset_meta(args.prior_data), args.prior_data)
+        if cfg.normalize_instruction:
+            if not args.prior_data:
+                raise ValueError(
+                    "model.normalize_instruction from scratch takes the instructions' statistics from the "
+                    "prior data: give --prior-data, or set normalize_instruction to False"
+                )
+            from pretrain.train import apply_instruction_stats, dataset_meta
+
+            apply_instruction_stats(model, dataset_meta(args.prior_data)["instructions"], text)
     model.set_head_dropout(args.head_dropout)
     meta = {"env": args.env, "env_kwargs": env_kwargs}
     if args.pretrained:
         meta["loss"] = ckpt.meta.get("loss")
-    return QTransformerPolicy(model, bins, TextEncoder(encoder_name), meta), encoder_name
+    return QTransformerPolicy(model, bins, text, meta), encoder_name
 
 
 def run_actor_process(

@@ -136,6 +136,7 @@ def dataset_meta(root: str) -> dict[str, Any]:
         "env_kwargs": dataset_env_kwargs(env, m.fps),
         "transitions": m.total_frames,
         "state_stats": _state_stats(m),
+        "instructions": list(m.tasks),
     }
 
 
@@ -154,6 +155,19 @@ def apply_state_stats(model: QTransformer, meta: dict[str, Any], dataset: str) -
             "model.normalize_state needs; regenerate the dataset's meta or set normalize_state to False"
         )
     model.set_state_stats(*meta["state_stats"])
+
+
+def apply_instruction_stats(model: QTransformer, instructions: list[str], encoder: TextEncoder) -> None:
+    """Standardise the model's instruction input by the mean and std of these instructions' embeddings
+    (each distinct instruction counted once; ``ModelConfig.normalize_instruction``)."""
+    distinct = sorted(set(instructions))
+    if len(distinct) < 2:
+        raise ValueError(
+            f"model.normalize_instruction needs at least two distinct instructions in the data, got "
+            f"{len(distinct)}: with one there is no spread to scale by"
+        )
+    emb = encoder.encode(distinct).float()
+    model.set_instruction_stats(emb.mean(0), emb.std(0, unbiased=False))
 
 
 def dataset_env_kwargs(env: str | None, fps: int) -> dict[str, Any]:
@@ -218,6 +232,9 @@ def run_pretrain(args: PretrainArgs) -> Path:
     model = QTransformer(cfg.model)
     if cfg.model.normalize_state:
         apply_state_stats(model, meta, args.dataset)
+    encoder = TextEncoder(args.encoder)
+    if cfg.model.normalize_instruction:
+        apply_instruction_stats(model, meta["instructions"], encoder)
     target = None if cfg.loss.behavior_cloning else make_target(model).to(acc.device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
@@ -226,7 +243,6 @@ def run_pretrain(args: PretrainArgs) -> Path:
     acc.register_for_checkpointing(scheduler, counter)
     if target is not None:
         acc.register_for_checkpointing(target)
-    encoder = TextEncoder(args.encoder)
     lo, hi = args.action_bounds
     bins = ActionBins([lo] * cfg.model.action_dim, [hi] * cfg.model.action_dim, cfg.model.num_bins)
     loader = OfflineLoader(

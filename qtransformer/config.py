@@ -80,6 +80,13 @@ class ModelConfig:
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
     q_activation: Literal["sigmoid", "none"] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
+    normalize_instruction: bool = False
+    """Standardise the instruction embedding by the mean and std over the training data's instructions
+    (``QTransformer.set_instruction_stats``; pretraining takes them from the dataset's instructions).
+    Sentence embeddings of instructions that differ in one word ("... in the recycling bin" / "... in
+    the compost bin") share most of their direction; centring removes that shared part so the network
+    sees the words that tell tasks apart at full scale (the whitening of sentence embeddings). Buffers of
+    the network, like the state statistics."""
     normalize_state: bool = False
     """Standardise the state by the training data's per-value mean and std before the state MLP
     (``QTransformer.set_state_stats``; pretraining, and fine-tuning from scratch with prior data, take

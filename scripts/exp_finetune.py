@@ -100,8 +100,10 @@ def main() -> None:
                 prior_data=prior,
                 control_hz=control_hz,
                 out=str(out / name),
-                # Without prior data there are no statistics to standardise the state by.
-                model=scratch_model if prior else dataclasses.replace(scratch_model, normalize_state=False),
+                # Without prior data there are no statistics to standardise the state or instruction by.
+                model=scratch_model
+                if prior
+                else dataclasses.replace(scratch_model, normalize_state=False, normalize_instruction=False),
                 env_steps=args.env_steps,
                 utd=args.utd,
                 eval_every=args.eval_every,
@@ -164,7 +166,11 @@ def plot(results: dict[str, dict], path: Path, env: str) -> None:
     series = {k: [(p["env_steps"], p["success_rate"]) for p in r["curve"]] for k, r in results.items()}
     task = next(iter(results.values()))["task"] if results else ""
     plot_success_curves(
-        series, path, "environment steps of online fine-tuning", f"{env}: held-out task {task}"
+        series,
+        path,
+        "environment steps of online fine-tuning",
+        f"{env}: held-out task {task}",
+        legend_below=len(series) > 3,  # the legend inside the axes would cover a curve
     )
 
 

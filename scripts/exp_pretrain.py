@@ -30,6 +30,9 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            velocity (ModelConfig.state_ignore), the previous action in disguise
   bc_success_minimal, qt_support_minimal  the same reading only what GarbageSort's expert acts on (grip
                            position, closure, grasp flag, bins, objects' masks and positions)
+  bc_success_minimal_bins32  bc_success_minimal over 32 bins per dimension
+  bc_success_minimal_lang, qt_support_minimal_lang  the same with the instruction embedding standardised
+                           by the dataset's instructions (ModelConfig.normalize_instruction)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -99,6 +102,14 @@ _SLOT_NUISANCE = [STATE_HEAD + OBJ_SLOT * j + i for j in range(len(OBJECT_KINDS)
 GARBAGE_NUISANCE = (3, 4, *range(7, 16), *_SLOT_NUISANCE)
 MINIMAL = {"normalize_state": True, "state_ignore": GARBAGE_NUISANCE}
 VARIANTS["bc_success_minimal"] = (LossConfig(behavior_cloning=True), True, MINIMAL)
+VARIANTS["bc_success_minimal_bins32"] = (LossConfig(behavior_cloning=True), True, {**MINIMAL, "num_bins": 32})
+MINIMAL_LANG = {**MINIMAL, "normalize_instruction": True}
+VARIANTS["bc_success_minimal_lang"] = (LossConfig(behavior_cloning=True), True, MINIMAL_LANG)
+VARIANTS["qt_support_minimal_lang"] = (
+    LossConfig(behavior_weight=10.0),
+    False,
+    {"support_tau": 0.3, **MINIMAL_LANG},
+)
 VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 

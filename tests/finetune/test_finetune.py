@@ -227,6 +227,14 @@ def test_from_scratch_normalize_state_takes_the_prior_datas_statistics(pretraine
     assert torch.allclose(policy.model.state_mean, torch.tensor(mean, dtype=torch.float32))
     with pytest.raises(ValueError, match="--prior-data"):
         make_policy(dataclasses.replace(args, prior_data=None), FAKE)
+    # The instruction statistics likewise come from the prior data's instructions.
+    model = ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_instruction=True)
+    args = dataclasses.replace(args, model=model)
+    policy, _ = make_policy(args, env_module=FAKE)
+    emb = policy.encoder.encode(["go left", "go right"])
+    assert torch.allclose(policy.model.instruction_mean, emb.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="normalize_instruction from scratch"):
+        make_policy(dataclasses.replace(args, prior_data=None), FAKE)
 
 
 def test_reset_free_practice_undoes_a_success_instead_of_calling_a_person():

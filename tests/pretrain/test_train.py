@@ -78,6 +78,41 @@ def test_normalize_state_takes_the_datasets_statistics_into_the_policy(dataset, 
     assert torch.equal(raw.model.state_std, torch.ones_like(want_std))
 
 
+def test_normalize_instruction_takes_the_datasets_instructions_into_the_policy(
+    dataset, tmp_path, text_encoder
+):
+    import torch
+
+    from pretrain.dataset import DatasetMeta, DatasetWriter
+
+    from .synthetic import coded_episode
+
+    two = tmp_path / "two"
+    with DatasetWriter(two, episodes_per_file=2) as w:
+        for i, text in enumerate(["pick up the can", "pick up the cup", "pick up the can"]):
+            w.add_episode(coded_episode(i, 10, instruction=text))
+    args = PretrainArgs(
+        dataset=str(two),
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=8,
+        save_every=2,
+        progress=False,
+        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_instruction=True),
+    )
+    policy = QTransformerPolicy.from_checkpoint(run_pretrain(args) / "policy", encoder=text_encoder)
+    emb = text_encoder.encode(sorted(set(DatasetMeta.load(two).tasks)))
+    assert len(emb) == 2  # each distinct instruction once
+    assert torch.allclose(policy.model.instruction_mean, emb.mean(0), atol=1e-6)
+    assert torch.allclose(
+        policy.model.instruction_std, emb.std(0, unbiased=False).clamp_min(policy.model.INSTRUCTION_STD_FLOOR)
+    )
+    # One instruction has no spread to scale by: named, not a network that divides by the floor.
+    args.dataset, args.out = str(dataset), str(tmp_path / "one")
+    with pytest.raises(ValueError, match="at least two distinct instructions"):
+        run_pretrain(args)
+
+
 def test_bad_arguments_are_named(dataset, tmp_path):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         PretrainArgs(dataset=str(dataset), steps=0)
