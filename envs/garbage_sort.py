@@ -38,6 +38,15 @@ OBJ_SLOT = 17
 STATE_HEAD = 22  # the robot's values and the bins' positions; object slots follow
 STATE_DIM = STATE_HEAD + OBJ_SLOT * len(T.OBJECT_KINDS)
 MIN_SPACING = 0.11
+EXPERT_IGNORES: tuple[int, ...] = (
+    3,
+    4,
+    *range(7, 16),
+    *(STATE_HEAD + OBJ_SLOT * j + i for j in range(len(T.OBJECT_KINDS)) for i in range(4, OBJ_SLOT)),
+)
+"""State values the scripted expert's actions do not depend on: hand yaw, grip velocity, joint angles,
+the objects' orientations and colours (for ``ModelConfig.state_ignore``). What is left (35 values) is
+the grip position, closure and grasp flag, the bins' positions, and the objects' masks and positions."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_minimal_bins32  bc_success_minimal over 32 bins per dimension
   bc_success_minimal_lang, qt_support_minimal_lang  the same with the instruction embedding standardised
                            by the dataset's instructions (ModelConfig.normalize_instruction)
+  bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -43,8 +44,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
-from envs.tasks import OBJECT_KINDS
+from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_HEAD
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
@@ -96,11 +96,7 @@ VARIANTS["qt_support_deep"] = (LossConfig(behavior_weight=10.0), False, {"suppor
 NO_VELOCITY = {"normalize_state": True, "state_ignore": (7, 8, 9)}
 VARIANTS["bc_success_novel"] = (LossConfig(behavior_cloning=True), True, NO_VELOCITY)
 VARIANTS["qt_support_novel"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **NO_VELOCITY})
-# What GarbageSort's expert acts on: grip position, closure, grasp flag, bins, the objects' masks and
-# positions. Left out: hand yaw, grip velocity, joint angles, the objects' orientations and colours.
-_SLOT_NUISANCE = [STATE_HEAD + OBJ_SLOT * j + i for j in range(len(OBJECT_KINDS)) for i in range(4, OBJ_SLOT)]
-GARBAGE_NUISANCE = (3, 4, *range(7, 16), *_SLOT_NUISANCE)
-MINIMAL = {"normalize_state": True, "state_ignore": GARBAGE_NUISANCE}
+MINIMAL = {"normalize_state": True, "state_ignore": EXPERT_IGNORES}
 VARIANTS["bc_success_minimal"] = (LossConfig(behavior_cloning=True), True, MINIMAL)
 VARIANTS["bc_success_minimal_bins32"] = (LossConfig(behavior_cloning=True), True, {**MINIMAL, "num_bins": 32})
 MINIMAL_LANG = {**MINIMAL, "normalize_instruction": True}
@@ -109,6 +105,16 @@ VARIANTS["qt_support_minimal_lang"] = (
     LossConfig(behavior_weight=10.0),
     False,
     {"support_tau": 0.3, **MINIMAL_LANG},
+)
+VARIANTS["bc_success_minimal_lang32"] = (
+    LossConfig(behavior_cloning=True),
+    True,
+    {**MINIMAL_LANG, "num_bins": 32},
+)
+VARIANTS["qt_support_minimal_lang32"] = (
+    LossConfig(behavior_weight=10.0),
+    False,
+    {"support_tau": 0.3, **MINIMAL_LANG, "num_bins": 32},
 )
 VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]

@@ -12,8 +12,10 @@ greedily on the training tasks. ``full`` is the env's whole 124-value state. ``r
 what the expert's actions depend on: the grip height, closure and grasp flag, the bins' and the
 objects' positions relative to the grip point, and the objects' present masks; it drops the absolute
 positions, velocities, joint angles, orientations and colours, which vary from episode to episode
-without changing the action; ``--add`` puts groups of them back. The gap is how much those values cost
-an imitation learner at this amount of data. Prints one JSON object last.
+without changing the action; ``--add`` puts groups of them back. ``minimal`` keeps the same values
+in absolute coordinates (the state without ``envs.garbage_sort.EXPERT_IGNORES``: what a network given
+``ModelConfig.state_ignore`` reads). The gap is how much those values cost an imitation learner at this
+amount of data. Prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from envs import make_env
 from envs import tasks as T
-from envs.garbage_sort import OBJ_SLOT, STATE_HEAD
+from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_DIM, STATE_HEAD
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
 from scripts.probe_navigate import _embedding_goal, _fit_mlp, _success_rate
@@ -75,8 +77,12 @@ def oracle_bc(
     if add and features != "relative":
         raise ValueError("--add puts groups back on top of --features relative")
 
+    keep = np.array([i for i in range(STATE_DIM) if i not in set(EXPERT_IGNORES)])
+
     def feat(state: np.ndarray) -> np.ndarray:
-        return relative_features(state, add) if features == "relative" else np.atleast_2d(state)
+        if features == "relative":
+            return relative_features(state, add)
+        return np.atleast_2d(state)[:, keep] if features == "minimal" else np.atleast_2d(state)
 
     if language:  # the instruction's sentence embedding, as the Q-Transformer is given the task
         goal = _embedding_goal()
@@ -126,7 +132,7 @@ def oracle_bc(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--features", choices=["full", "relative"], default="full")
+    ap.add_argument("--features", choices=["full", "relative", "minimal"], default="full")
     ap.add_argument("--steps", type=int, default=12000, help="gradient steps of batch 256")
     ap.add_argument("--episodes", type=int, default=60, help="evaluation episodes over the training tasks")
     ap.add_argument("--add", nargs="*", default=[], choices=ADDABLE, help="groups to put back (relative)")

@@ -92,3 +92,18 @@ def test_driving_into_the_table_and_out_of_the_workspace_is_reported() -> None:
     env.reset(seed=0, options={"task": "sort:wrapper"})
     _, _, _, _, info = env.step(np.zeros(4))
     assert not info["safety_violation"]
+
+
+def test_expert_ignores_leaves_the_grip_bins_and_object_positions():
+    from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_HEAD
+
+    env = envs.make_env("garbage_sort", max_distractors=0)
+    obs, _ = env.reset(seed=1, options={"task": "sort:bottle"})
+    u, s = env.unwrapped, obs["state"]
+    kept = np.array([i for i in range(STATE_DIM) if i not in set(EXPERT_IGNORES)])
+    assert len(kept) == 3 + 2 + 6 + 4 * len(envs.tasks.OBJECT_KINDS)
+    np.testing.assert_allclose(s[kept[:3]], u.grip_pos(), atol=1e-6)
+    slot = STATE_HEAD + OBJ_SLOT * envs.tasks.OBJECT_KINDS.index("bottle")
+    assert set(range(slot, slot + 4)) <= set(kept)  # the mask and the position
+    np.testing.assert_allclose(s[slot + 1 : slot + 4], u.object_pos("bottle"), atol=1e-4)
+    assert not set(range(slot + 4, slot + OBJ_SLOT)) & set(kept)  # orientation and colour left out
