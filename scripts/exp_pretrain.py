@@ -34,6 +34,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_minimal_lang, qt_support_minimal_lang  the same with the instruction embedding standardised
                            by the dataset's instructions (ModelConfig.normalize_instruction)
   bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
+  qt_support_minimal_lang_bw100  qt_support_minimal_lang with the support head's cross-entropy weighted 100
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -115,6 +116,11 @@ VARIANTS["qt_support_minimal_lang32"] = (
     LossConfig(behavior_weight=10.0),
     False,
     {"support_tau": 0.3, **MINIMAL_LANG, "num_bins": 32},
+)
+VARIANTS["qt_support_minimal_lang_bw100"] = (
+    LossConfig(behavior_weight=100.0),
+    False,
+    {"support_tau": 0.3, **MINIMAL_LANG},
 )
 VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
