@@ -34,6 +34,22 @@ def supported(logits: torch.Tensor, tau: float) -> torch.Tensor:
     return logp >= logp.max(dim=-1, keepdim=True).values + math.log(tau)
 
 
+def _checked_stats(
+    mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor, n: int, what: str, field: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-value (mean, std) as float32 copies, checked: ``n`` values each, finite, std >= 0."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten().clone()
+    std_t = torch.as_tensor(std, dtype=torch.float32).flatten().clone()
+    if mean_t.numel() != n or std_t.numel() != n:
+        raise ValueError(
+            f"{what} statistics must have {n} values each (the model's {field}), "
+            f"got mean {mean_t.numel()} and std {std_t.numel()}"
+        )
+    if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
+        raise ValueError(f"{what} statistics must be finite, with std >= 0")
+    return mean_t, std_t
+
+
 def nearest_allowed(sup: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     """(B, K) masks -> (B, K): per row, the one bin of the interval ``ok`` nearest to a bin of ``sup``
     (ties go to the lower edge). Rows where ``sup`` has no bin give the interval's lower edge."""
@@ -280,16 +296,7 @@ class QTransformer(nn.Module):
         self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
     ) -> None:
         """Standardise the state by these per-value statistics (of the training data) from now on."""
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten().clone()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten().clone()
-        n = self.cfg.state_dim
-        if mean_t.numel() != n or std_t.numel() != n:
-            raise ValueError(
-                f"state statistics must have {n} values each (the model's state_dim), "
-                f"got mean {mean_t.numel()} and std {std_t.numel()}"
-            )
-        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
-            raise ValueError("state statistics must be finite, with std >= 0")
+        mean_t, std_t = _checked_stats(mean, std, self.cfg.state_dim, "state", "state_dim")
         if self.cfg.num_entities:
             # One scale for a value's meaning in every slot, so the shared slot MLP reads all objects alike:
             # the slots' statistics are pooled (as if all slots' values were one sample).
@@ -309,16 +316,7 @@ class QTransformer(nn.Module):
         self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
     ) -> None:
         """Standardise the instruction embedding by these per-value statistics from now on."""
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
-        n = self.cfg.text_dim
-        if mean_t.numel() != n or std_t.numel() != n:
-            raise ValueError(
-                f"instruction statistics must have {n} values each (the model's text_dim), "
-                f"got mean {mean_t.numel()} and std {std_t.numel()}"
-            )
-        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()) or (std_t < 0).any():
-            raise ValueError("instruction statistics must be finite, with std >= 0")
+        mean_t, std_t = _checked_stats(mean, std, self.cfg.text_dim, "instruction", "text_dim")
         self.instruction_mean.copy_(mean_t)
         self.instruction_std.copy_(std_t.clamp_min(self.INSTRUCTION_STD_FLOOR))
 

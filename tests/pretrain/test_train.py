@@ -52,20 +52,25 @@ def test_pretrain_takes_real_steps_and_exports_a_policy(dataset, tmp_path, text_
     assert any((out / "logs").rglob("events.out.tfevents*"))
 
 
+def _two_steps(dataset: Path, out: Path, **model: object) -> PretrainArgs:
+    """Two optimiser steps of a tiny network with these ModelConfig fields."""
+    return PretrainArgs(
+        dataset=str(dataset),
+        out=str(out),
+        steps=2,
+        batch_size=8,
+        save_every=2,
+        progress=False,
+        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, **model),
+    )
+
+
 def test_normalize_state_takes_the_datasets_statistics_into_the_policy(dataset, tmp_path, text_encoder):
     import torch
 
     from qtransformer.model import QTransformer
 
-    args = PretrainArgs(
-        dataset=str(dataset),
-        out=str(tmp_path / "run"),
-        steps=2,
-        batch_size=8,
-        save_every=2,
-        progress=False,
-        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_state=True),
-    )
+    args = _two_steps(dataset, tmp_path / "run", normalize_state=True)
     policy = QTransformerPolicy.from_checkpoint(run_pretrain(args) / "policy", encoder=text_encoder)
     st = json.loads((dataset / "meta/stats.json").read_text())["observation.state"]
     assert torch.allclose(policy.model.state_mean, torch.tensor(st["mean"], dtype=torch.float32))
@@ -91,15 +96,7 @@ def test_normalize_instruction_takes_the_datasets_instructions_into_the_policy(
     with DatasetWriter(two, episodes_per_file=2) as w:
         for i, text in enumerate(["pick up the can", "pick up the cup", "pick up the can"]):
             w.add_episode(coded_episode(i, 10, instruction=text))
-    args = PretrainArgs(
-        dataset=str(two),
-        out=str(tmp_path / "run"),
-        steps=2,
-        batch_size=8,
-        save_every=2,
-        progress=False,
-        model=ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_instruction=True),
-    )
+    args = _two_steps(two, tmp_path / "run", normalize_instruction=True)
     policy = QTransformerPolicy.from_checkpoint(run_pretrain(args) / "policy", encoder=text_encoder)
     emb = text_encoder.encode(sorted(set(DatasetMeta.load(two).tasks)))
     assert len(emb) == 2  # each distinct instruction once
