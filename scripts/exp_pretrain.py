@@ -35,6 +35,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            by the dataset's instructions (ModelConfig.normalize_instruction)
   bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
   qt_support_minimal_lang_bw100  qt_support_minimal_lang with the support head's cross-entropy weighted 100
+  qt_support_minimal_lang_succ  qt_support_minimal_lang on the successful episodes only
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -120,6 +121,11 @@ VARIANTS["qt_support_minimal_lang32"] = (
 VARIANTS["qt_support_minimal_lang_bw100"] = (
     LossConfig(behavior_weight=100.0),
     False,
+    {"support_tau": 0.3, **MINIMAL_LANG},
+)
+VARIANTS["qt_support_minimal_lang_succ"] = (
+    LossConfig(behavior_weight=10.0),
+    True,
     {"support_tau": 0.3, **MINIMAL_LANG},
 )
 VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
