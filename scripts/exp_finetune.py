@@ -78,6 +78,12 @@ def main() -> None:
         action="store_true",
         help="practise without resets (FinetuneArgs.reset_free): undo tasks in between, people counted",
     )
+    ap.add_argument(
+        "--prior-success-only",
+        action="store_true",
+        help="preload only the prior data's successful episodes (FinetuneArgs.prior_success_only), "
+        "as for a policy pretrained on them",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
@@ -98,6 +104,7 @@ def main() -> None:
                 task=args.task,
                 pretrained=pretrained,
                 prior_data=prior,
+                prior_success_only=args.prior_success_only,
                 control_hz=control_hz,
                 out=str(out / name),
                 # Without prior data there are no statistics to standardise the state or instruction by.
