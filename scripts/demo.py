@@ -187,7 +187,7 @@ REFERENCE_FIGURES = {
         "- pretraining on the same 1,500 episodes at 4 Hz with the support constraint: 86-87% on the training "
         "tasks over 100 episodes (without the constraint 51%; behaviour cloning of the successful episodes 87%);",
         "- fine-tuning on the held-out landmark (40 episodes per point): zero-shot 82-85%; over 20,000 steps "
-        "85-90% at the last four points (86% mean), with a sixth fewer collisions per step than plain "
+        "85-90% at the last four points (86% mean), with 13-15% fewer collisions per step than plain "
         "exploration (80-87.5%); from scratch with the same prior data 39% mean, without it 9%. Reset-free "
         "practice: 79 resets by a person against 875 episodes, at the same success.",
     ],
