@@ -50,16 +50,14 @@ def _checked_stats(
     return mean_t, std_t
 
 
-def nearest_allowed(sup: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """(B, K) masks -> (B, K): per row, the one bin of the interval ``ok`` nearest to a bin of ``sup``
-    (ties go to the lower edge). Rows where ``sup`` has no bin give the interval's lower edge."""
-    K = ok.shape[-1]
-    k = torch.arange(K, device=ok.device)[None]
-    lo = torch.where(ok, k, K).min(-1).values  # (B,) the interval's edges
-    hi = torch.where(ok, k, -1).max(-1).values
-    below = torch.where(sup & (k < lo[:, None]), k, -3 * K).max(-1).values  # nearest supported under it
-    above = torch.where(sup & (k > hi[:, None]), k, 4 * K).min(-1).values
-    edge = torch.where(lo - below <= above - hi, lo, hi)
+def nearest_allowed(sup: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """(B, K) mask, (B,) bin limits -> (B, K): per row, the one bin of ``[low, high]`` nearest to a bin
+    of ``sup`` lying outside it (ties go to ``low``; a row without such a bin gives ``low``)."""
+    K = sup.shape[-1]
+    k = torch.arange(K, device=sup.device)[None]
+    below = torch.where(sup & (k < low[:, None]), k, -3 * K).max(-1).values  # nearest supported under it
+    above = torch.where(sup & (k > high[:, None]), k, 4 * K).min(-1).values
+    edge = torch.where(low - below <= above - high, low, high)
     return k == edge[:, None]
 
 
@@ -499,8 +497,9 @@ class QTransformer(nn.Module):
                 ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
             if tau > 0:
                 sup = supported(self.behavior_logits(h), tau)
-                if bin_limits is not None and ok is not None:
-                    sup = torch.where((ok & sup).any(-1, keepdim=True), ok & sup, nearest_allowed(sup, ok))
+                if ok is not None:
+                    nearest = nearest_allowed(sup, bin_limits[0][:, i], bin_limits[1][:, i])
+                    sup = torch.where((ok & sup).any(-1, keepdim=True), ok & sup, nearest)
                 ok = sup
             return select(q if ok is None else q.masked_fill(~ok, float("-inf")), i)
 
