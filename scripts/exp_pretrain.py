@@ -78,57 +78,43 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
         {"support_tau": 0.3, "normalize_state": True},
     ),
 }
+
+
+def _bc(model_kw: dict) -> tuple[LossConfig, bool, dict]:
+    """Cloning of the successful episodes with these model overrides."""
+    return (LossConfig(behavior_cloning=True), True, model_kw)
+
+
+def _qt_support(
+    model_kw: dict, weight: float = 10.0, success_only: bool = False
+) -> tuple[LossConfig, bool, dict]:
+    """The Q-Transformer with the support constraint (tau 0.3, head weighted ``weight``)."""
+    return (LossConfig(behavior_weight=weight), success_only, {"support_tau": 0.3, **model_kw})
+
+
 # GarbageSort's state: the head, then one slot per object kind (envs/garbage_sort.py).
 GARBAGE_ENTITIES = {"normalize_state": True, "state_entities": (STATE_HEAD, OBJ_SLOT)}
-VARIANTS["bc_success_objects"] = (LossConfig(behavior_cloning=True), True, GARBAGE_ENTITIES)
-VARIANTS["bc_success_norm_wide"] = (
-    LossConfig(behavior_cloning=True),
-    True,
-    {"normalize_state": True, "d_model": 256},
-)
-VARIANTS["qt_support_objects"] = (
-    LossConfig(behavior_weight=10.0),
-    False,
-    {"support_tau": 0.3, **GARBAGE_ENTITIES},
-)
+VARIANTS["bc_success_objects"] = _bc(GARBAGE_ENTITIES)
+VARIANTS["bc_success_norm_wide"] = _bc({"normalize_state": True, "d_model": 256})
+VARIANTS["qt_support_objects"] = _qt_support(GARBAGE_ENTITIES)
 DEEP_STATE = {"normalize_state": True, "state_layers": 2, "state_hidden": 512}
-VARIANTS["bc_success_deep"] = (LossConfig(behavior_cloning=True), True, DEEP_STATE)
-VARIANTS["qt_support_deep"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **DEEP_STATE})
+VARIANTS["bc_success_deep"] = _bc(DEEP_STATE)
+VARIANTS["qt_support_deep"] = _qt_support(DEEP_STATE)
 # GarbageSort's grip velocity [7:10] is the previous action in disguise (ModelConfig.state_ignore).
 NO_VELOCITY = {"normalize_state": True, "state_ignore": (7, 8, 9)}
-VARIANTS["bc_success_novel"] = (LossConfig(behavior_cloning=True), True, NO_VELOCITY)
-VARIANTS["qt_support_novel"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **NO_VELOCITY})
+VARIANTS["bc_success_novel"] = _bc(NO_VELOCITY)
+VARIANTS["qt_support_novel"] = _qt_support(NO_VELOCITY)
 MINIMAL = {"normalize_state": True, "state_ignore": EXPERT_IGNORES}
-VARIANTS["bc_success_minimal"] = (LossConfig(behavior_cloning=True), True, MINIMAL)
-VARIANTS["bc_success_minimal_bins32"] = (LossConfig(behavior_cloning=True), True, {**MINIMAL, "num_bins": 32})
+VARIANTS["bc_success_minimal"] = _bc(MINIMAL)
+VARIANTS["bc_success_minimal_bins32"] = _bc({**MINIMAL, "num_bins": 32})
 MINIMAL_LANG = {**MINIMAL, "normalize_instruction": True}
-VARIANTS["bc_success_minimal_lang"] = (LossConfig(behavior_cloning=True), True, MINIMAL_LANG)
-VARIANTS["qt_support_minimal_lang"] = (
-    LossConfig(behavior_weight=10.0),
-    False,
-    {"support_tau": 0.3, **MINIMAL_LANG},
-)
-VARIANTS["bc_success_minimal_lang32"] = (
-    LossConfig(behavior_cloning=True),
-    True,
-    {**MINIMAL_LANG, "num_bins": 32},
-)
-VARIANTS["qt_support_minimal_lang32"] = (
-    LossConfig(behavior_weight=10.0),
-    False,
-    {"support_tau": 0.3, **MINIMAL_LANG, "num_bins": 32},
-)
-VARIANTS["qt_support_minimal_lang_bw100"] = (
-    LossConfig(behavior_weight=100.0),
-    False,
-    {"support_tau": 0.3, **MINIMAL_LANG},
-)
-VARIANTS["qt_support_minimal_lang_succ"] = (
-    LossConfig(behavior_weight=10.0),
-    True,
-    {"support_tau": 0.3, **MINIMAL_LANG},
-)
-VARIANTS["qt_support_minimal"] = (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3, **MINIMAL})
+VARIANTS["bc_success_minimal_lang"] = _bc(MINIMAL_LANG)
+VARIANTS["qt_support_minimal_lang"] = _qt_support(MINIMAL_LANG)
+VARIANTS["bc_success_minimal_lang32"] = _bc({**MINIMAL_LANG, "num_bins": 32})
+VARIANTS["qt_support_minimal_lang32"] = _qt_support({**MINIMAL_LANG, "num_bins": 32})
+VARIANTS["qt_support_minimal_lang_bw100"] = _qt_support(MINIMAL_LANG, weight=100.0)
+VARIANTS["qt_support_minimal_lang_succ"] = _qt_support(MINIMAL_LANG, success_only=True)
+VARIANTS["qt_support_minimal"] = _qt_support(MINIMAL)
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 
