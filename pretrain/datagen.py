@@ -91,6 +91,9 @@ class DatagenArgs:
     goal), as an operator stops recording; False logs idle frames up to the time limit. Idle frames are
     not harmless: on Navigate they made a quarter of all actions "stand still", the greedy Q-policy
     learned to stand still (docs/results.md, section 2)."""
+    expert_gain: float | None = None
+    """Servo gain of the GarbageSort expert, in (0, 1] (GarbageSort only); None keeps
+    ``envs.experts.SERVO_GAIN`` (0.4)."""
     control_hz: float | None = None
     """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
     in ``info.json``: training and evaluation then use the same rate."""
@@ -110,6 +113,11 @@ class DatagenArgs:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
+        if self.expert_gain is not None and (self.env != "garbage_sort" or not 0 < self.expert_gain <= 1):
+            raise ValueError(
+                f"expert_gain must be in (0, 1] and applies to garbage_sort only, got "
+                f"{self.expert_gain} for env={self.env!r}"
+            )
         if self.control_hz is not None and self.env != "navigate":
             raise ValueError(f"control_hz applies to the navigate env only (env={self.env!r})")
         for name in ("episodes", "transitions", "episodes_per_file", "max_episode_steps"):
@@ -218,12 +226,13 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
         "noisy": {"noise": args.noise, "epsilon": args.epsilon},
         "failed": {"fail_prob": 1.0},
     }
+    gain = {} if args.expert_gain is None else {"gain": args.expert_gain}
     try:
         with DatasetWriter(job.root, fps=fps, episodes_per_file=job.episodes) as w:
             for i in range(job.episodes):
                 ep_seed, expert_seed = np.random.SeedSequence([args.seed, job.index, i]).generate_state(2)
                 quality = quality_of(job.index * _episodes_per_file(args) + i, args)
-                expert = envs.make_expert(env, seed=int(expert_seed), **settings[quality])
+                expert = envs.make_expert(env, seed=int(expert_seed), **settings[quality], **gain)
                 w.add_episode(_rollout(env, expert, int(ep_seed), args.env, quality, args.stop_when_finished))
     finally:
         env.close()
@@ -260,6 +269,10 @@ def _args_record(args: DatagenArgs) -> dict[str, Any]:
     d["out"] = str(args.out)
     d.pop("workers")  # the worker count does not change the data
     d.pop("overwrite")
+    if args.env == "garbage_sort" and args.expert_gain is None:
+        from envs.experts import SERVO_GAIN
+
+        d["expert_gain"] = SERVO_GAIN  # recorded as used: a dataset made at another default is not resumed
     return d
 
 

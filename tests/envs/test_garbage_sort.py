@@ -72,6 +72,24 @@ def test_expert_approach_depends_on_the_state_alone(task: str) -> None:
     assert expert.phase == "close" and step >= 3
 
 
+def test_expert_gain_scales_the_command_below_saturation() -> None:
+    """The servo commands ``gain`` times the error over ``MAX_STEP``: proportional, not saturated, over
+    the last ``MAX_STEP / gain`` of the approach (what an argmax-over-bins learner can imitate)."""
+    env = envs.make_env("garbage_sort")
+    obs, _ = env.reset(seed=3, options={"task": "sort:can"})
+    full, gentle = envs.make_expert(env, gain=1.0), envs.make_expert(env, gain=0.4)
+    a_full, a_gentle = full.act(obs)[:3], gentle.act(obs)[:3]
+    proportional = np.abs(a_full) < 1.0
+    assert proportional.any()
+    np.testing.assert_allclose(a_gentle[proportional], 0.4 * a_full[proportional], atol=1e-5)
+    assert np.all(np.abs(a_gentle) <= np.abs(a_full) + 1e-6)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="gain"):
+            envs.make_expert(env, gain=bad)
+    with pytest.raises(ValueError, match="GarbageSort expert only"):
+        envs.make_expert(envs.make_env("navigate"), gain=0.5)
+
+
 def test_deliberate_failures_fail() -> None:
     env = envs.make_env("garbage_sort")
     for seed in range(3):

@@ -298,3 +298,12 @@ def test_datagen_tiny_with_real_envs(tmp_path: Path) -> None:
     assert all(e.paraphrase_split == "train" and e.task_id for e in meta.episodes)
     batch = collect(OfflineLoader(out, 16, gamma=0.98, n_step=3, num_epochs=1, drop_last=False))
     assert np.all(np.abs(batch["action"]) <= 1.0) and batch["state"].shape[1] == meta.state_dim
+
+
+def test_expert_gain_is_checked() -> None:
+    from pretrain.datagen import DatagenArgs
+
+    assert DatagenArgs(env="garbage_sort", expert_gain=0.5).expert_gain == 0.5
+    for kw in ({"env": "navigate", "expert_gain": 0.5}, {"env": "garbage_sort", "expert_gain": 0.0}):
+        with pytest.raises(ValueError, match="expert_gain"):
+            DatagenArgs(**kw)
