@@ -79,3 +79,19 @@ class ActionBins:
     @classmethod
     def from_dict(cls, d: dict) -> ActionBins:
         return cls(d["low"], d["high"], d["num_bins"])
+
+
+def neighbour_weights(bins: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """Integer bins (...) -> weights (..., num_bins): ``exp(-(k - bin)^2 / (2 sigma^2))``, 1 on the bin itself
+    and falling off over its neighbours (``sigma`` in bins; 0 gives the one-hot).
+
+    The bins of a dimension are ordered: an action one bin away from the data's is nearly the same action.
+    A one-hot target ignores that, and over 256 bins a continuous command spreads the data so thin that a
+    classifier puts its mass on the one bin that saturated commands fill (docs/results.md, section 3).
+    """
+    if not (sigma >= 0 and np.isfinite(sigma)):
+        raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
+    k = torch.arange(num_bins, device=bins.device, dtype=torch.float32)
+    if sigma == 0:
+        return (k == bins[..., None]).float()
+    return torch.exp(-0.5 * ((k - bins[..., None].float()) / sigma) ** 2)

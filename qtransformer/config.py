@@ -9,6 +9,7 @@ a training run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -232,6 +233,12 @@ class LossConfig:
     the data did (filtered behaviour cloning as the support)."""
     behavior_cloning: bool = False
     """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
+    bin_smoothing: float = 0.0
+    """Std, in bins, over which each data bin is spread to its neighbours (``bins.neighbour_weights``;
+    0: the bin alone). The TD term then also regresses the neighbours toward the target, by their
+    weight; the conservative term spares them by the same weight; the cross-entropies (cloning, support
+    head) take the spread as a soft target. For continuous commands spread over many bins
+    (docs/results.md, section 3)."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
@@ -242,6 +249,10 @@ class LossConfig:
             f"online_alpha must be None or >= 0, got {self.online_alpha}",
         )
         _check(self.behavior_weight >= 0.0, f"behavior_weight must be >= 0, got {self.behavior_weight}")
+        _check(
+            math.isfinite(self.bin_smoothing) and self.bin_smoothing >= 0.0,
+            f"bin_smoothing must be finite and >= 0, got {self.bin_smoothing}",
+        )
 
 
 @dataclass

@@ -10,6 +10,9 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
   pushing the bins the data did not take toward the lowest possible return;
+- with ``bin_smoothing`` s > 0, the data bin is spread over its neighbours by the weights
+  ``w_k = exp(-(k - a_i)^2 / 2s^2)``: the TD term is ``sum_k w_k (Q_i(.., k) - y_i)^2 / sum_k w_k`` and
+  the conservative term weighs bin ``k`` by ``1 - w_k`` (s = 0 gives the two terms above);
 - total: ``td + alpha * conservative``; samples collected online while fine-tuning (``batch.online``)
   weigh the conservative term by ``online_alpha`` instead, when it is set.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtransformer.batch import Batch
+from qtransformer.bins import neighbour_weights
 from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
 
@@ -127,6 +131,15 @@ def td_targets(
     return y, active
 
 
+def _soft_target(bins: torch.Tensor, num_bins: int, cfg: LossConfig) -> torch.Tensor:
+    """The cross-entropies' target: the data's bins (B, D), or with ``bin_smoothing`` their spread over
+    the neighbours, normalised to a distribution (B, D, K)."""
+    if cfg.bin_smoothing == 0:
+        return bins
+    w = neighbour_weights(bins, num_bins, cfg.bin_smoothing)
+    return w / w.sum(-1, keepdim=True)
+
+
 def qtransformer_loss(
     model: nn.Module, target_model: nn.Module | None, batch: Batch, cfg: LossConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -146,7 +159,7 @@ def qtransformer_loss(
                 "behaviour cloning needs raw logits: build the model with q_activation='none' "
                 "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
             )
-        bc = F.cross_entropy(q.flatten(0, 1).float(), bins.flatten())
+        bc = F.cross_entropy(q.flatten(0, 1).float(), _soft_target(bins, q.shape[-1], cfg).flatten(0, 1))
         acc = (q.argmax(-1) == bins).float().mean()
         return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": q.detach().float().mean()}
     if target_model is None:
@@ -154,9 +167,14 @@ def qtransformer_loss(
     q = q.float()
     y, mc_active = td_targets(target_model, batch, cfg, model)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
-    td = 0.5 * (q_taken - y).pow(2).mean()
     K = q.shape[-1]
-    not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
+    if cfg.bin_smoothing > 0:
+        w = neighbour_weights(bins, K, cfg.bin_smoothing)  # (B, D, K), 1 on the data's bin
+        td = 0.5 * ((q - y[..., None]).pow(2) * w).sum(-1).div(w.sum(-1)).mean()
+        not_taken = 1.0 - w
+    else:
+        td = 0.5 * (q_taken - y).pow(2).mean()
+        not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
     per_sample = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
     conservative = per_sample.mean()
     weight = torch.full_like(per_sample, cfg.alpha)
@@ -166,7 +184,9 @@ def qtransformer_loss(
     terms: dict[str, torch.Tensor] = {}
     if behavior is not None:
         # The support head learns the data's bins (of successful episodes only, by default).
-        ce = F.cross_entropy(behavior.flatten(0, 1).float(), bins.flatten(), reduction="none")
+        ce = F.cross_entropy(
+            behavior.flatten(0, 1).float(), _soft_target(bins, K, cfg).flatten(0, 1), reduction="none"
+        )
         ce = ce.view(bins.shape).mean(-1)  # (B,)
         use = (
             (batch.mc_return > cfg.min_return + 1e-6).float()

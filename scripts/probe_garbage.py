@@ -71,6 +71,7 @@ def oracle_bc(
     add: tuple[str, ...] = (),
     language: bool = False,
     bins: int = 0,
+    smooth: float = 0.0,
 ) -> dict[str, object]:
     eps = load_episodes(dataset, cameras=[], episode_filter=EpisodeFilter(success_only=True))
     tids = task_ids("garbage_sort", "train")
@@ -104,6 +105,7 @@ def oracle_bc(
         steps,
         seed,
         hidden,
+        smooth,
     )
     env = make_env("garbage_sort")
     starts = [(7000 + k, tids[k % len(tids)]) for k in range(episodes)]
@@ -120,6 +122,7 @@ def oracle_bc(
         "added": list(add),
         "language": language,
         "bins": bins,
+        "smooth": smooth,
         "hidden": hidden,
         "inputs": int(x.shape[1]),
         "successful_episodes": len(eps),
@@ -138,6 +141,12 @@ def main() -> None:
     ap.add_argument("--add", nargs="*", default=[], choices=ADDABLE, help="groups to put back (relative)")
     ap.add_argument("--language", action="store_true", help="the instruction's embedding, not the task id")
     ap.add_argument("--bins", type=int, default=0, help="classify each dimension into K bins (0: regress)")
+    ap.add_argument(
+        "--smooth",
+        type=float,
+        default=0.0,
+        help="with --bins: spread each target over neighbouring bins (std)",
+    )
     ap.add_argument("--hidden", type=int, default=512, help="width of the MLP's two hidden layers")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -153,6 +162,7 @@ def main() -> None:
                 tuple(args.add),
                 args.language,
                 args.bins,
+                args.smooth,
             )
         )
     )

@@ -56,7 +56,7 @@ from envs import tasks as T
 from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
-from qtransformer.bins import ActionBins
+from qtransformer.bins import ActionBins, neighbour_weights
 
 
 def _goal_onehot(task_id: str, n: int) -> np.ndarray:
@@ -127,9 +127,13 @@ def _success_rate(env, starts: list[tuple[int, str]], policy) -> float:
     return float(np.mean(wins))
 
 
-def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int, hidden: int = 256):
+def _fit_mlp(
+    x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int, hidden: int = 256, smooth: float = 0.0
+):
     """An MLP (two hidden layers of ``hidden``) from inputs ``x`` to actions ``y`` in [-1, 1]: MSE, or
-    cross-entropy over ``bins`` per dimension with argmax acting. Returns ``act(x) -> action`` for one row."""
+    cross-entropy over ``bins`` per dimension with argmax acting (the target spread over neighbouring bins
+    by ``qtransformer.bins.neighbour_weights`` with std ``smooth`` bins). Returns ``act(x) -> action`` for
+    one row."""
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
     D = Y.shape[1]
@@ -152,7 +156,9 @@ def _fit_mlp(x: np.ndarray, y: np.ndarray, bins: int, steps: int, seed: int, hid
         if B is None:
             loss = (net(X[i]) - Y[i]).pow(2).mean()
         else:
-            loss = nn.functional.cross_entropy(logits(X[i]).flatten(0, 1), B[i].flatten())
+            target = neighbour_weights(B[i].flatten(), bins, smooth)
+            target = target / target.sum(-1, keepdim=True)
+            loss = nn.functional.cross_entropy(logits(X[i]).flatten(0, 1), target)
         opt.zero_grad()
         loss.backward()
         opt.step()

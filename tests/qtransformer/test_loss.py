@@ -256,3 +256,55 @@ def test_support_head_learns_from_successful_episodes_only():
     assert torch.isclose(l10 - l0, 10.0 * t10["behavior_ce"], rtol=1e-4)
     with pytest.raises(ValueError, match="behavior_weight"):
         LossConfig(behavior_weight=-1.0)
+
+
+def test_bin_smoothing_spreads_the_data_bin_over_its_neighbours_by_hand():
+    batch, online, target, qo, *_ = _setup(B=2, D=3, K=8)
+    cfg = LossConfig(use_mc_bound=False, alpha=0.5, bin_smoothing=1.5)
+    loss, terms = qtransformer_loss(online, target, batch, cfg)
+    y, _ = td_targets(target, batch, cfg)
+    a = batch.action_bins
+    B, D, K = qo.shape
+    td = cons = 0.0
+    for b in range(B):
+        for i in range(D):
+            w = [float(torch.exp(torch.tensor(-0.5 * ((k - a[b, i].item()) / 1.5) ** 2))) for k in range(K)]
+            td += sum(w[k] * (qo[b, i, k] - y[b, i]) ** 2 for k in range(K)) / sum(w)
+            cons += sum((1 - w[k]) * qo[b, i, k] ** 2 for k in range(K)) / (K - 1)
+    torch.testing.assert_close(terms["td"], 0.5 * td / (B * D))
+    torch.testing.assert_close(terms["conservative"], 0.5 * cons / (B * D))
+    torch.testing.assert_close(loss, terms["td"] + 0.5 * terms["conservative"])
+    with pytest.raises(ValueError, match="bin_smoothing"):
+        LossConfig(bin_smoothing=-1.0)
+
+
+def test_bin_smoothing_lets_the_neighbours_learn_the_return_the_conservative_term_hides():
+    """One state whose data bin returned 1: the bin next to it ends near 1 when smoothed, near the
+    minimal return when not; a bin far away is pushed down either way."""
+    batch, *_ = _setup(B=1, D=1, K=16)
+    batch.action_bins = torch.tensor([[8]])
+    batch.mc_return = torch.tensor([1.0])  # the Monte-Carlo bound makes the target 1
+    ends = {}
+    for sigma in (0.0, 2.0):
+        online = TableQ(torch.full((1, 1, 16), 0.5))
+        opt = torch.optim.SGD(online.parameters(), lr=0.5)
+        for _ in range(300):
+            loss, _ = qtransformer_loss(
+                online, TableQ(torch.zeros(1, 1, 16)), batch, LossConfig(bin_smoothing=sigma)
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        ends[sigma] = online.table.detach()[0, 0]
+    assert ends[0.0][8] > 0.9 and ends[0.0][9] < 0.05
+    assert ends[2.0][9] > 0.5 and ends[2.0][8] > 0.9 and ends[2.0][0] < 0.05
+    assert ends[2.0].argmax() == 8
+
+
+def test_bin_smoothing_soft_targets_for_the_cross_entropies():
+    batch, online, _, qo, *_ = _setup(B=2, D=3, K=8)
+    loss, _ = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=1.0))
+    k = torch.arange(8.0)
+    w = torch.exp(-0.5 * (k - batch.action_bins[..., None].float()) ** 2)
+    expected = -(w / w.sum(-1, keepdim=True) * torch.log_softmax(qo, -1)).sum(-1).mean()
+    torch.testing.assert_close(loss, expected)
