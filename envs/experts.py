@@ -32,12 +32,12 @@ RETREAT_BIN_Z = 0.26  # above anything stacked in a bin
 PHASE_TIMEOUT = 25
 FUNNEL_INNER = 0.008  # m of horizontal error inside which the hand descends all the way
 FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
-SERVO_GAIN = 0.4
+SERVO_GAIN = 1.0
 """Share of the remaining position error the hand is commanded to close per step (up to ``MAX_STEP``).
 At 1 the command is the whole error, clipped to +-1: exactly +-1 (one action bin) until the last 5 cm,
-then spread over a hundred bins, and a learner acting by argmax over bins overshoots (docs/results.md,
-section 3). At 0.4 the command is proportional over the last 12.5 cm and the approach converges
-geometrically, at 10 steps more per episode."""
+then spread over a hundred bins. A gentler servo (``qt datagen --expert-gain 0.4``: proportional over
+the last 12.5 cm, 10 steps more per episode) does not make the data easier to imitate: cloning it is
+no better over bins and worse by regression (docs/results.md, section 3)."""
 
 
 class _ExpertBase:

@@ -93,7 +93,7 @@ class DatagenArgs:
     learned to stand still (docs/results.md, section 2)."""
     expert_gain: float | None = None
     """Servo gain of the GarbageSort expert, in (0, 1] (GarbageSort only); None keeps
-    ``envs.experts.SERVO_GAIN`` (0.4)."""
+    ``envs.experts.SERVO_GAIN`` (1)."""
     control_hz: float | None = None
     """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
     in ``info.json``: training and evaluation then use the same rate."""

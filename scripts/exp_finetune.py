@@ -74,6 +74,9 @@ def main() -> None:
     )
     ap.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     ap.add_argument(
+        "--bin-smoothing", type=float, default=0.0, help="LossConfig.bin_smoothing (as the pretraining's)"
+    )
+    ap.add_argument(
         "--reset-free",
         action="store_true",
         help="practise without resets (FinetuneArgs.reset_free): undo tasks in between, people counted",
@@ -120,6 +123,7 @@ def main() -> None:
                     FinetuneArgs().loss,
                     timeout_is_failure=args.timeout_is_failure,
                     double_q=args.double_q,
+                    bin_smoothing=args.bin_smoothing,
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
                 ),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr, warmup_steps=args.warmup),

@@ -36,6 +36,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
   qt_support_minimal_lang_bw100  qt_support_minimal_lang with the support head's cross-entropy weighted 100
   qt_support_minimal_lang_succ  qt_support_minimal_lang on the successful episodes only
+  bc_success_minimal_lang_s3, qt_support_minimal_lang_s3, qt_support_minimal_lang_succ_s3  the same with
+                           each data bin spread over its neighbours, std 3 bins (LossConfig.bin_smoothing)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -80,16 +82,17 @@ VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
 }
 
 
-def _bc(model_kw: dict) -> tuple[LossConfig, bool, dict]:
+def _bc(model_kw: dict, smoothing: float = 0.0) -> tuple[LossConfig, bool, dict]:
     """Cloning of the successful episodes with these model overrides."""
-    return (LossConfig(behavior_cloning=True), True, model_kw)
+    return (LossConfig(behavior_cloning=True, bin_smoothing=smoothing), True, model_kw)
 
 
 def _qt_support(
-    model_kw: dict, weight: float = 10.0, success_only: bool = False
+    model_kw: dict, weight: float = 10.0, success_only: bool = False, smoothing: float = 0.0
 ) -> tuple[LossConfig, bool, dict]:
     """The Q-Transformer with the support constraint (tau 0.3, head weighted ``weight``)."""
-    return (LossConfig(behavior_weight=weight), success_only, {"support_tau": 0.3, **model_kw})
+    loss = LossConfig(behavior_weight=weight, bin_smoothing=smoothing)
+    return (loss, success_only, {"support_tau": 0.3, **model_kw})
 
 
 # GarbageSort's state: the head, then one slot per object kind (envs/garbage_sort.py).
@@ -115,6 +118,9 @@ VARIANTS["qt_support_minimal_lang32"] = _qt_support({**MINIMAL_LANG, "num_bins":
 VARIANTS["qt_support_minimal_lang_bw100"] = _qt_support(MINIMAL_LANG, weight=100.0)
 VARIANTS["qt_support_minimal_lang_succ"] = _qt_support(MINIMAL_LANG, success_only=True)
 VARIANTS["qt_support_minimal"] = _qt_support(MINIMAL)
+VARIANTS["bc_success_minimal_lang_s3"] = _bc(MINIMAL_LANG, smoothing=3.0)
+VARIANTS["qt_support_minimal_lang_s3"] = _qt_support(MINIMAL_LANG, smoothing=3.0)
+VARIANTS["qt_support_minimal_lang_succ_s3"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=3.0)
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 
