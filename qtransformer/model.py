@@ -25,6 +25,7 @@ from torch import nn
 from qtransformer.config import ModelConfig
 
 BinSelector = Callable[[torch.Tensor, int], torch.Tensor]
+BIN_VALUE_FREQS = 8  # sines/cosines of pi*f*value, f = 1..8, for ModelConfig.bin_embedding="value"
 """Maps the Q-values of one dimension (B, K) and the dimension index to chosen bins (B,)."""
 
 
@@ -256,7 +257,15 @@ class QTransformer(nn.Module):
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
         self.context_pos = nn.Parameter(torch.zeros(1, self.num_context, d))
         self.start = nn.Parameter(torch.zeros(1, 1, d))  # stands in for "bin of dimension -1"
-        self.bin_emb = nn.Embedding(D * K, d)  # bin k of dimension i -> row i*K + k
+        if cfg.bin_embedding == "table":
+            self.bin_emb = nn.Embedding(D * K, d)  # bin k of dimension i -> row i*K + k
+        else:  # a linear map per dimension of the bin centre's value features (ModelConfig.bin_embedding);
+            # named *emb* so that, like the table, it is not weight-decayed (qtransformer.learning)
+            self.register_buffer(
+                "bin_freqs", torch.pi * torch.arange(1.0, BIN_VALUE_FREQS + 1), persistent=False
+            )
+            self.bin_emb_w = nn.Parameter(torch.randn(D, 1 + 2 * BIN_VALUE_FREQS, d) * 0.02)
+            self.bin_emb_b = nn.Parameter(torch.zeros(D, d))
         self.dim_emb = nn.Parameter(torch.zeros(1, D, d))
         self.blocks = nn.ModuleList(
             Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers)
@@ -391,12 +400,21 @@ class QTransformer(nn.Module):
             toks.append(self.images_in(images, instruction_emb))
         return torch.cat(toks, dim=1) + self.context_pos
 
+    def bin_tokens(self, bins: torch.Tensor, first_dim: int = 0) -> torch.Tensor:
+        """Input tokens of chosen bins: (B, j) bins of dimensions first_dim.. -> (B, j, d)."""
+        j, K = bins.shape[1], self.cfg.num_bins
+        if self.cfg.bin_embedding == "table":
+            offsets = (torch.arange(j, device=bins.device) + first_dim) * K
+            return self.bin_emb(bins + offsets)
+        c = ((bins.float() + 0.5) * (2.0 / K) - 1.0)[..., None]  # the bin centre in (-1, 1)
+        feats = torch.cat([c, torch.sin(c * self.bin_freqs), torch.cos(c * self.bin_freqs)], dim=-1)
+        w, b = self.bin_emb_w[first_dim : first_dim + j], self.bin_emb_b[first_dim : first_dim + j]
+        return torch.einsum("bjf,jfd->bjd", feats.to(w.dtype), w) + b
+
     def action_tokens(self, prev_bins: torch.Tensor) -> torch.Tensor:
         """Tokens for dimensions 0..j given the bins of dimensions 0..j-1: (B, j) -> (B, j+1, d)."""
         B, j = prev_bins.shape
-        K = self.cfg.num_bins
-        offsets = torch.arange(j, device=prev_bins.device) * K
-        prev = self.bin_emb(prev_bins + offsets)  # (B, j, d)
+        prev = self.bin_tokens(prev_bins)  # (B, j, d)
         toks = torch.cat([self.start.expand(B, 1, -1), prev], dim=1)
         return toks + self.dim_emb[:, : j + 1]
 
@@ -523,8 +541,6 @@ class QTransformer(nn.Module):
             filled += x.shape[1]
             bins[:, i] = choose(x[:, -1], i)
             if i + 1 < D:
-                x = (self.bin_emb(bins[:, i] + i * self.cfg.num_bins) + self.dim_emb[:, i + 1])[
-                    :, None
-                ]  # (B, 1, d)
+                x = self.bin_tokens(bins[:, i : i + 1], i) + self.dim_emb[:, i + 1 : i + 2]  # (B, 1, d)
                 mask = None  # one new token attends to every cached one
         return bins, torch.stack(qs, dim=1)

@@ -16,6 +16,8 @@ def test_cached_decode_equals_naive_decode(seed, images, entities):
     kw = dict(image_size=16, num_images=2, conv_channels=(8, 16)) if images else {}
     if entities:
         kw.update(state_dim=11, state_entities=(3, 4))
+    if seed % 2:
+        kw.update(bin_embedding="value")
     cfg = tiny_config(action_dim=6, num_bins=32, **kw)
     model = QTransformer(cfg).eval()
     with torch.no_grad():  # sharpen the Q-values so the argmax is not decided by float noise alone
@@ -30,6 +32,21 @@ def test_cached_decode_equals_naive_decode(seed, images, entities):
     # The teacher-forced pass on the decoded bins reproduces the decode's Q-values.
     torch.testing.assert_close(model(state, emb, b1[:, :-1], img), q1, atol=1e-5, rtol=1e-5)
     assert torch.equal(b1, q1.argmax(-1))
+
+
+def test_value_bin_embedding_gives_neighbouring_bins_nearly_the_same_token():
+    torch.manual_seed(0)
+    model = QTransformer(tiny_config(num_bins=256, bin_embedding="value"))
+    assert not hasattr(model, "bin_emb")
+    toks = model.bin_tokens(torch.tensor([[100, 0], [101, 0], [180, 0]]))  # (3, 2, d)
+    near, far = (toks[0, 0] - toks[1, 0]).norm(), (toks[0, 0] - toks[2, 0]).norm()
+    assert near < 0.1 * far
+    assert not torch.allclose(model.bin_tokens(torch.tensor([[100]]), 1), toks[:1, :1])  # per dimension
+    table = QTransformer(tiny_config(num_bins=256))
+    t = table.bin_tokens(torch.tensor([[100], [101], [180]]))
+    assert (t[0] - t[1]).norm() > 0.5 * (t[0] - t[2]).norm()  # a table knows no neighbours
+    with pytest.raises(ValueError, match="bin_embedding"):
+        tiny_config(bin_embedding="linear")
 
 
 def test_dimension_i_depends_only_on_earlier_bins():
