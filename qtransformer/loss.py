@@ -12,7 +12,9 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   pushing the bins the data did not take toward the lowest possible return;
 - with ``bin_smoothing`` s > 0, the data bin is spread over its neighbours by the weights
   ``w_k = exp(-(k - a_i)^2 / 2s^2)``: the TD term is ``sum_k w_k (Q_i(.., k) - y_i)^2 / sum_k w_k`` and
-  the conservative term weighs bin ``k`` by ``1 - w_k`` (s = 0 gives the two terms above);
+  the conservative term weighs bin ``k`` by ``1 - w_k`` (s = 0 gives the two terms above), the
+  cross-entropies take ``w / sum(w)`` as their target, and in training the earlier dimensions' bins
+  the network is conditioned on are moved by a rounded Gaussian of std s;
 - total: ``td + alpha * conservative``; samples collected online while fine-tuning (``batch.online``)
   weigh the conservative term by ``online_alpha`` instead, when it is set.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
@@ -145,13 +147,18 @@ def qtransformer_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns the scalar loss to minimise and its named terms (detached) for logging."""
     bins = batch.action_bins
+    prev = bins[:, :-1]
+    if cfg.bin_smoothing > 0 and model.training and (mcfg := config_of(model)) is not None:
+        # The earlier dimensions' bins the network is conditioned on, moved by a rounded Gaussian of the
+        # same std: greedy decoding conditions on its own choices, which are often a few bins off the
+        # data's, and without the jitter later dimensions learn to read the exact earlier bin.
+        noise = torch.randn(prev.shape, device=prev.device) * cfg.bin_smoothing
+        prev = (prev + noise.round().long()).clamp(0, mcfg.num_bins - 1)
     behavior = None
     if support_tau(model) > 0 and not cfg.behavior_cloning:
-        q, behavior = model(
-            batch.state, batch.instruction_emb, bins[:, :-1], batch.images, return_behavior=True
-        )
+        q, behavior = model(batch.state, batch.instruction_emb, prev, batch.images, return_behavior=True)
     else:
-        q = model(batch.state, batch.instruction_emb, bins[:, :-1], batch.images)  # (B, D, K)
+        q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
         if (mcfg := config_of(model)) is not None and mcfg.q_activation != "none":

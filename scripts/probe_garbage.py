@@ -7,7 +7,8 @@ a dataset when language is taken out of the question?
 An MLP gets a one-hot of the task id (``--language``: the instruction's sentence embedding) and the
 state (standardised by the data's statistics), regresses the continuous actions of the successful
 episodes (MSE; the gripper acts on the sign of its output, as the expert's gripper command is -1 or +1;
-``--bins K`` classifies each dimension into K bins instead, as the Q-Transformer acts), and is evaluated
+``--bins K`` classifies each dimension into K bins instead, as the Q-Transformer acts; ``--smooth S``
+spreads each target bin over its neighbours, std S bins, as ``LossConfig.bin_smoothing``), and is evaluated
 greedily on the training tasks. ``full`` is the env's whole 124-value state. ``relative`` keeps only
 what the expert's actions depend on: the grip height, closure and grasp flag, the bins' and the
 objects' positions relative to the grip point, and the objects' present masks; it drops the absolute

@@ -308,3 +308,27 @@ def test_bin_smoothing_soft_targets_for_the_cross_entropies():
     w = torch.exp(-0.5 * (k - batch.action_bins[..., None].float()) ** 2)
     expected = -(w / w.sum(-1, keepdim=True) * torch.log_softmax(qo, -1)).sum(-1).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_bin_smoothing_jitters_the_conditioning_bins_in_training_only():
+    cfg = tiny_config(action_dim=3, num_bins=64, q_activation="none")
+    model = QTransformer(cfg)
+    batch = random_batch(cfg, B=256)
+    seen = []
+    forward = model.forward
+
+    def spy(state, emb, prev_bins, *a, **kw):
+        seen.append(prev_bins.clone())
+        return forward(state, emb, prev_bins, *a, **kw)
+
+    model.forward = spy
+    data = batch.action_bins[:, :-1]
+    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    moved = seen[-1] - data
+    assert 0.3 < (moved != 0).float().mean() < 0.9 and moved.abs().max() <= 10
+    assert seen[-1].min() >= 0 and seen[-1].max() < 64
+    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True))
+    assert torch.equal(seen[-1], data)
+    model.eval()
+    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    assert torch.equal(seen[-1], data)
