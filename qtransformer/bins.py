@@ -95,3 +95,9 @@ def neighbour_weights(bins: torch.Tensor, num_bins: int, sigma: float) -> torch.
     if sigma == 0:
         return (k == bins[..., None]).float()
     return torch.exp(-0.5 * ((k - bins[..., None].float()) / sigma) ** 2)
+
+
+def soft_bin_targets(bins: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """``neighbour_weights`` normalised to a distribution over bins: a cross-entropy's soft target."""
+    w = neighbour_weights(bins, num_bins, sigma)
+    return w / w.sum(-1, keepdim=True)

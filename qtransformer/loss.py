@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtransformer.batch import Batch
-from qtransformer.bins import neighbour_weights
+from qtransformer.bins import neighbour_weights, soft_bin_targets
 from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
 
@@ -136,10 +136,7 @@ def td_targets(
 def _soft_target(bins: torch.Tensor, num_bins: int, cfg: LossConfig) -> torch.Tensor:
     """The cross-entropies' target: the data's bins (B, D), or with ``bin_smoothing`` their spread over
     the neighbours, normalised to a distribution (B, D, K)."""
-    if cfg.bin_smoothing == 0:
-        return bins
-    w = neighbour_weights(bins, num_bins, cfg.bin_smoothing)
-    return w / w.sum(-1, keepdim=True)
+    return bins if cfg.bin_smoothing == 0 else soft_bin_targets(bins, num_bins, cfg.bin_smoothing)
 
 
 def qtransformer_loss(
@@ -147,8 +144,9 @@ def qtransformer_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns the scalar loss to minimise and its named terms (detached) for logging."""
     bins = batch.action_bins
+    mcfg = config_of(model)
     prev = bins[:, :-1]
-    if cfg.bin_smoothing > 0 and model.training and (mcfg := config_of(model)) is not None:
+    if cfg.bin_smoothing > 0 and model.training and mcfg is not None:
         # The earlier dimensions' bins the network is conditioned on, moved by a rounded Gaussian of the
         # same std: greedy decoding conditions on its own choices, which are often a few bins off the
         # data's, and without the jitter later dimensions learn to read the exact earlier bin.
@@ -161,7 +159,7 @@ def qtransformer_loss(
         q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     if cfg.behavior_cloning:
-        if (mcfg := config_of(model)) is not None and mcfg.q_activation != "none":
+        if mcfg is not None and mcfg.q_activation != "none":
             raise ValueError(
                 "behaviour cloning needs raw logits: build the model with q_activation='none' "
                 "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"

@@ -25,8 +25,8 @@ from torch import nn
 from qtransformer.config import ModelConfig
 
 BinSelector = Callable[[torch.Tensor, int], torch.Tensor]
-BIN_VALUE_FREQS = 8  # sines/cosines of pi*f*value, f = 1..8, for ModelConfig.bin_embedding="value"
 """Maps the Q-values of one dimension (B, K) and the dimension index to chosen bins (B,)."""
+BIN_VALUE_FREQS = 8  # sines/cosines of pi*f*value, f = 1..8, for ModelConfig.bin_embedding="value"
 
 
 def supported(logits: torch.Tensor, tau: float) -> torch.Tensor:

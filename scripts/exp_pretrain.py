@@ -36,10 +36,11 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
   qt_support_minimal_lang_bw100  qt_support_minimal_lang with the support head's cross-entropy weighted 100
   qt_support_minimal_lang_succ  qt_support_minimal_lang on the successful episodes only
-  bc_success_minimal_lang_s3, qt_support_minimal_lang_s3, qt_support_minimal_lang_succ_s3  the same with
-                           each data bin spread over its neighbours, std 3 bins (LossConfig.bin_smoothing)
-  bc_success_minimal_lang_s8, qt_support_minimal_lang_succ_s8  the same at std 8 bins
-  *_val, *_val_s3          the same reading each chosen bin by its value (ModelConfig.bin_embedding)
+  bc_success_minimal_lang_s3, qt_support_minimal_lang_succ_s3  the same with each data bin spread over
+                           its neighbours, std 3 bins (LossConfig.bin_smoothing)
+  bc_success_minimal_lang_s8  the same at std 8 bins
+  bc_success_minimal_lang_val, bc_success_minimal_lang_val_s3  bc_success_minimal_lang(_s3) reading each
+                           chosen bin by its value (ModelConfig.bin_embedding)
 Writes results.json and curves.png; prints one JSON object last.
 """
 
@@ -121,16 +122,11 @@ VARIANTS["qt_support_minimal_lang_bw100"] = _qt_support(MINIMAL_LANG, weight=100
 VARIANTS["qt_support_minimal_lang_succ"] = _qt_support(MINIMAL_LANG, success_only=True)
 VARIANTS["qt_support_minimal"] = _qt_support(MINIMAL)
 VARIANTS["bc_success_minimal_lang_s3"] = _bc(MINIMAL_LANG, smoothing=3.0)
-VARIANTS["qt_support_minimal_lang_s3"] = _qt_support(MINIMAL_LANG, smoothing=3.0)
 VARIANTS["qt_support_minimal_lang_succ_s3"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=3.0)
 VALUE = {**MINIMAL_LANG, "bin_embedding": "value"}
 VARIANTS["bc_success_minimal_lang_val"] = _bc(VALUE)
 VARIANTS["bc_success_minimal_lang_val_s3"] = _bc(VALUE, smoothing=3.0)
-VARIANTS["qt_support_minimal_lang_succ_val"] = _qt_support(VALUE, success_only=True)
-VARIANTS["qt_support_minimal_lang_succ_val_s3"] = _qt_support(VALUE, success_only=True, smoothing=3.0)
-VARIANTS["qt_support_minimal_lang_val_s3"] = _qt_support(VALUE, smoothing=3.0)
 VARIANTS["bc_success_minimal_lang_s8"] = _bc(MINIMAL_LANG, smoothing=8.0)
-VARIANTS["qt_support_minimal_lang_succ_s8"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=8.0)
 DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
 
 

@@ -56,7 +56,7 @@ from envs import tasks as T
 from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
-from qtransformer.bins import ActionBins, neighbour_weights
+from qtransformer.bins import ActionBins, soft_bin_targets
 
 
 def _goal_onehot(task_id: str, n: int) -> np.ndarray:
@@ -132,7 +132,7 @@ def _fit_mlp(
 ):
     """An MLP (two hidden layers of ``hidden``) from inputs ``x`` to actions ``y`` in [-1, 1]: MSE, or
     cross-entropy over ``bins`` per dimension with argmax acting (the target spread over neighbouring bins
-    by ``qtransformer.bins.neighbour_weights`` with std ``smooth`` bins). Returns ``act(x) -> action`` for
+    by ``qtransformer.bins.soft_bin_targets`` with std ``smooth`` bins). Returns ``act(x) -> action`` for
     one row."""
     X, Y = torch.tensor(x), torch.tensor(y)
     torch.manual_seed(seed)
@@ -156,8 +156,7 @@ def _fit_mlp(
         if B is None:
             loss = (net(X[i]) - Y[i]).pow(2).mean()
         else:
-            target = neighbour_weights(B[i].flatten(), bins, smooth)
-            target = target / target.sum(-1, keepdim=True)
+            target = soft_bin_targets(B[i].flatten(), bins, smooth)
             loss = nn.functional.cross_entropy(logits(X[i]).flatten(0, 1), target)
         opt.zero_grad()
         loss.backward()
