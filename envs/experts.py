@@ -306,6 +306,13 @@ class NavigateExpert(_ExpertBase):
         return np.array([vx, vy, wz])
 
 
+def check_gain(gain: float, name: str = "gain") -> float:
+    """A GarbageSort servo gain, checked: in (0, 1] (``name`` is what the error calls it)."""
+    if not 0.0 < gain <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be in (0, 1], got {gain}")
+    return float(gain)
+
+
 def make_expert(
     env: Any,
     noise: float = 0.0,
@@ -320,9 +327,7 @@ def make_expert(
     if isinstance(inner, GarbageSortEnv):
         expert = GarbageExpert(env, noise, epsilon, fail_prob, seed)
         if gain is not None:
-            if not 0.0 < gain <= 1.0:
-                raise ValueError(f"gain must be in (0, 1], got {gain}")
-            expert.gain = float(gain)
+            expert.gain = check_gain(gain)
         return expert
     if gain is not None:
         raise ValueError(f"gain applies to the GarbageSort expert only, not {type(inner).__name__}")

@@ -113,11 +113,12 @@ class DatagenArgs:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
-        if self.expert_gain is not None and (self.env != "garbage_sort" or not 0 < self.expert_gain <= 1):
-            raise ValueError(
-                f"expert_gain must be in (0, 1] and applies to garbage_sort only, got "
-                f"{self.expert_gain} for env={self.env!r}"
-            )
+        if self.expert_gain is not None:
+            if self.env != "garbage_sort":
+                raise ValueError(f"expert_gain applies to the garbage_sort env only (env={self.env!r})")
+            from envs.experts import check_gain
+
+            check_gain(self.expert_gain, "expert_gain")
         if self.control_hz is not None and self.env != "navigate":
             raise ValueError(f"control_hz applies to the navigate env only (env={self.env!r})")
         for name in ("episodes", "transitions", "episodes_per_file", "max_episode_steps"):
