@@ -48,6 +48,14 @@ EXPERT_IGNORES: tuple[int, ...] = (
 the objects' orientations and colours (for ``ModelConfig.state_ignore``). What is left (35 values) is
 the grip position, closure and grasp flag, the bins' positions, and the objects' masks and positions."""
 
+RELATIVE_POSITIONS: tuple[tuple[int, int, int], ...] = (
+    *((STATE_HEAD + OBJ_SLOT * j + 1, 0, 3) for j in range(len(T.OBJECT_KINDS))),
+    *((16 + 2 * b, 0, 2) for b in range(3)),
+)
+"""Every object's position and every bin's (x, y) relative to the grip point, as
+``ModelConfig.state_relative`` triples: what the expert's reaching and carrying commands are a clipped
+multiple of."""
+
 
 @dataclass(frozen=True)
 class TaskSpec:

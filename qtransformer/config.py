@@ -63,6 +63,17 @@ class ModelConfig:
     The typical case is a velocity that is the previous action in disguise: a cloning learner then
     copies its last action instead of reading where the object is (the copycat problem of behaviour
     cloning from proprioceptive history; GarbageSort's grip velocity, ``(7, 8, 9)``)."""
+    state_relative: tuple[tuple[int, int, int], ...] = ()
+    """Differences of state values the network reads besides the state itself: each ``(index, anchor,
+    n)`` adds ``state[index:index+n] - state[anchor:anchor+n]`` (in the state's own units, divided by
+    ``state_relative_scale``). The usual case is an object's position relative to the gripper, which
+    is what a reaching action depends on, as robosuite's ``{obj}_to_{eef}_pos`` observations give it;
+    from absolute positions the network has to learn that subtraction at centimetre precision for
+    every object slot first. The dataset keeps its layout (GarbageSort:
+    ``envs.garbage_sort.RELATIVE_POSITIONS``). Not with ``state_entities``."""
+    state_relative_scale: float = 0.1
+    """What ``state_relative``'s differences are divided by (metres for the envs here: 0.1 puts a
+    10 cm offset at 1)."""
     state_film: bool = True
     """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
     (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
@@ -115,6 +126,7 @@ class ModelConfig:
         self.conv_channels = tuple(self.conv_channels)
         self.state_entities = tuple(int(v) for v in self.state_entities)  # type: ignore[assignment]
         self.state_ignore = tuple(sorted({int(v) for v in self.state_ignore}))
+        self.state_relative = tuple(tuple(int(v) for v in r) for r in self.state_relative)  # type: ignore[misc]
         _check(self.state_dim >= 0, f"state_dim must be >= 0, got {self.state_dim}")
         _check(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
         _check(self.num_bins >= 2, f"num_bins must be >= 2, got {self.num_bins}")
@@ -140,6 +152,18 @@ class ModelConfig:
             all(i >= 0 for i in self.state_ignore),
             f"state_ignore indices must be >= 0, got {list(self.state_ignore)}",
         )
+        _check(
+            all(len(r) == 3 and r[0] >= 0 and r[1] >= 0 and r[2] >= 1 for r in self.state_relative),
+            f"state_relative entries must be (index >= 0, anchor >= 0, n >= 1), got {list(self.state_relative)}",
+        )
+        _check(
+            self.state_relative_scale > 0,
+            f"state_relative_scale must be > 0, got {self.state_relative_scale}",
+        )
+        _check(
+            not (self.state_relative and self.state_entities != (0, 0)),
+            "state_relative reads the whole state with the state MLP; it cannot be combined with state_entities",
+        )
         _check(self.state_layers >= 1, f"state_layers must be >= 1, got {self.state_layers}")
         _check(self.state_hidden >= 0, f"state_hidden must be >= 0 (0: 2 * d_model), got {self.state_hidden}")
         _check(
@@ -164,6 +188,7 @@ class ModelConfig:
         d["conv_channels"] = list(self.conv_channels)
         d["state_entities"] = list(self.state_entities)
         d["state_ignore"] = list(self.state_ignore)
+        d["state_relative"] = [list(r) for r in self.state_relative]
         return d
 
     @classmethod

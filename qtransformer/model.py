@@ -240,7 +240,21 @@ class QTransformer(nn.Module):
             raise ValueError(
                 f"state_ignore={list(cfg.state_ignore)} names values beyond state_dim={cfg.state_dim}"
             )
-        head_dim = offset if cfg.num_entities else cfg.state_dim
+        bad = [r for r in cfg.state_relative if max(r[0], r[1]) + r[2] > cfg.state_dim]
+        if bad:
+            raise ValueError(
+                f"state_relative={[list(r) for r in bad]} reaches beyond state_dim={cfg.state_dim}"
+            )
+        # ModelConfig.state_relative: the value and anchor index of every difference (derived from the
+        # config, so not saved with the weights).
+        rel = [(r[0] + i, r[1] + i) for r in cfg.state_relative for i in range(r[2])]
+        self.register_buffer(
+            "rel_index", torch.tensor([a for a, _ in rel], dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "rel_anchor", torch.tensor([b for _, b in rel], dtype=torch.long), persistent=False
+        )
+        head_dim = offset if cfg.num_entities else cfg.state_dim + len(rel)
         self.state_in = StateEncoder(cfg, in_dim=head_dim) if cfg.state_dim > 0 else None
         self.entities_in = EntityEncoder(cfg) if cfg.num_entities else None
         # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
@@ -389,9 +403,13 @@ class QTransformer(nn.Module):
             instruction_emb = (instruction_emb - self.instruction_mean) / self.instruction_std
         toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
         if self.state_in is not None:
+            raw = state
             state = (state - self.state_mean) / self.state_std
             if self.cfg.state_ignore:
                 state = state * self.state_keep
+            if self.cfg.state_relative:
+                rel = (raw[:, self.rel_index] - raw[:, self.rel_anchor]) / self.cfg.state_relative_scale
+                state = torch.cat([state, rel], dim=1)
             head = state[:, : self.cfg.state_entities[0]] if self.entities_in is not None else state
             toks.append(self.state_in(head, instruction_emb).view(B, self.cfg.state_tokens, -1))
             if self.entities_in is not None:

@@ -38,6 +38,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
   qt_support_minimal_lang_succ  qt_support_minimal_lang on the successful episodes only
   bc_success_minimal_lang_s3, qt_support_minimal_lang_succ_s3  the same with each data bin spread over
                            its neighbours, std 3 bins (LossConfig.bin_smoothing)
+  qt_support_minimal_lang_succ_s3_rel  qt_support_minimal_lang_succ_s3 reading the objects' and bins'
+                           positions relative to the grip point too (ModelConfig.state_relative)
   bc_success_minimal_lang_s8  the same at std 8 bins
   bc_success_minimal_lang_val, bc_success_minimal_lang_val_s3  bc_success_minimal_lang(_s3) reading each
                            chosen bin by its value (ModelConfig.bin_embedding)
@@ -51,7 +53,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_HEAD
+from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, RELATIVE_POSITIONS, STATE_HEAD
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
@@ -123,6 +125,8 @@ VARIANTS["qt_support_minimal_lang_succ"] = _qt_support(MINIMAL_LANG, success_onl
 VARIANTS["qt_support_minimal"] = _qt_support(MINIMAL)
 VARIANTS["bc_success_minimal_lang_s3"] = _bc(MINIMAL_LANG, smoothing=3.0)
 VARIANTS["qt_support_minimal_lang_succ_s3"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=3.0)
+RELATIVE = {**MINIMAL_LANG, "state_relative": RELATIVE_POSITIONS}
+VARIANTS["qt_support_minimal_lang_succ_s3_rel"] = _qt_support(RELATIVE, success_only=True, smoothing=3.0)
 VALUE = {**MINIMAL_LANG, "bin_embedding": "value"}
 VARIANTS["bc_success_minimal_lang_val"] = _bc(VALUE)
 VARIANTS["bc_success_minimal_lang_val_s3"] = _bc(VALUE, smoothing=3.0)

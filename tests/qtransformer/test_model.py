@@ -123,6 +123,29 @@ def test_ignored_state_values_do_not_reach_the_network():
         tiny_config(state_ignore=(-1,))
 
 
+def test_relative_state_values_are_read_as_differences():
+    torch.manual_seed(0)
+    # Values 1-2 relative to 3-4; all four absolute values hidden, so only their difference is read.
+    cfg = tiny_config(state_relative=((1, 3, 2),), state_ignore=(1, 2, 3, 4), state_relative_scale=0.5)
+    model = QTransformer(cfg).eval()
+    assert model.state_in.inp.in_features == 5 + 2
+    state, emb = torch.randn(2, 5), torch.randn(2, 16)
+    moved = state.clone()
+    moved[:, 1:5] += 3.0  # the object and the anchor moved together
+    assert torch.allclose(model.encode_context(state, emb), model.encode_context(moved, emb), atol=1e-6)
+    moved[:, 1] += 0.2  # the object alone
+    assert not torch.allclose(model.encode_context(state, emb), model.encode_context(moved, emb))
+    # The config survives a checkpoint's round trip; the index buffers are not part of the weights.
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert not any(k.startswith("rel_") for k in model.state_dict())
+    with pytest.raises(ValueError, match="beyond state_dim=5"):
+        QTransformer(tiny_config(state_relative=((3, 0, 3),)))
+    with pytest.raises(ValueError, match="state_relative entries"):
+        tiny_config(state_relative=((1, 0, 0),))
+    with pytest.raises(ValueError, match="state_entities"):
+        tiny_config(state_dim=3 + 2 * 4, state_entities=(3, 4), state_relative=((3, 0, 3),))
+
+
 def test_each_object_slot_is_one_token_read_by_shared_weights():
     torch.manual_seed(0)
     cfg = tiny_config(state_dim=3 + 3 * 4, state_entities=(3, 4), state_tokens=2)

@@ -1,0 +1,104 @@
+"""Where GarbageSort episodes fail: each greedy episode of a policy is sorted into one outcome.
+
+    python scripts/garbage_outcomes.py --checkpoint runs/exp_pretrain/.../policy \
+        --task place:apple_core:recycling --episodes 40
+
+Outcomes, for the task's object (single-object tasks only):
+  success        the object ended where the task asks
+  wrong_object   the hand first closed on another object, and the task failed
+  no_grasp       the hand never held the object (it closed on nothing, or never closed)
+  dropped        it was held, then ended on the table or off it (``lost``)
+  wrong_bin      it ended in another bin than the one asked for
+  held_at_end    it was still in the hand when the episode ended
+Seeds follow ``qtransformer.rollout.evaluate`` (the fine-tuning curve's starts with ``--seed 500000``).
+Prints one JSON object last: the counts, and per outcome the mean step of the first grasp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+
+import envs
+from envs.garbage_sort import parse_task
+from qtransformer.policy import QTransformerPolicy
+from qtransformer.rollout import run_episode
+
+OUTCOMES = ("success", "wrong_object", "no_grasp", "dropped", "wrong_bin", "held_at_end")
+
+
+def classify(
+    success: bool, first_held: str | None, ever_held_target: bool, final_location: str, target: str
+) -> str:
+    """One episode's outcome (see the module docstring) from what was tracked during it."""
+    if success:
+        return "success"
+    if first_held is not None and first_held != target:
+        return "wrong_object"
+    if not ever_held_target:
+        return "no_grasp"
+    if final_location == "held":
+        return "held_at_end"
+    if final_location in ("table", "lost"):
+        return "dropped"
+    return "wrong_bin"
+
+
+def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]:
+    spec = parse_task(task)
+    if len(spec.kinds) != 1:
+        raise ValueError(f"outcomes are defined for single-object tasks, not {task!r}")
+    target = spec.kinds[0]
+    env = envs.make_env("garbage_sort", tasks="all", **policy.meta.get("env_kwargs", {}))
+    inner = env.unwrapped
+    counts: Counter[str] = Counter()
+    grasp_steps: dict[str, list[int]] = {o: [] for o in OUTCOMES}
+    try:
+        for e in range(episodes):
+            track: dict[str, Any] = {"first": None, "target": False, "step": 0, "grasp_step": None}
+
+            def on_step(_: dict[str, Any], track: dict[str, Any] = track) -> None:
+                track["step"] += 1
+                held = inner.held_kind()
+                if held is not None and track["first"] is None:
+                    track["first"], track["grasp_step"] = held, track["step"]
+                track["target"] = track["target"] or held == target
+
+            r = run_episode(policy, env, seed=seed + e, options={"task": task}, on_step=on_step)
+            o = classify(r.success, track["first"], track["target"], inner.location(target), target)
+            counts[o] += 1
+            if track["grasp_step"] is not None:
+                grasp_steps[o].append(track["grasp_step"])
+    finally:
+        env.close()
+    return {
+        "task": task,
+        "episodes": episodes,
+        "counts": {o: counts[o] for o in OUTCOMES},
+        "mean_first_grasp_step": {o: float(np.mean(v)) for o, v in grasp_steps.items() if v},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--task", action="append", required=True, help="repeat for several tasks")
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=500_000)
+    a = ap.parse_args()
+    policy = QTransformerPolicy.from_checkpoint(a.checkpoint)
+    res = [outcomes(policy, t, a.episodes, a.seed) for t in a.task]
+    for r in res:
+        print(r["task"], r["counts"])
+    print(json.dumps({"checkpoint": a.checkpoint, "results": res}))
+
+
+if __name__ == "__main__":
+    main()
