@@ -38,6 +38,8 @@ OBJ_SLOT = 17
 STATE_HEAD = 22  # the robot's values and the bins' positions; object slots follow
 STATE_DIM = STATE_HEAD + OBJ_SLOT * len(T.OBJECT_KINDS)
 MIN_SPACING = 0.11
+MAX_START_JITTER = 0.15
+START_MIN_Z = 0.12  # the lowest start of the grip site: clear of every object's top
 EXPERT_IGNORES: tuple[int, ...] = (
     3,
     4,
@@ -110,6 +112,7 @@ class GarbageSortEnv(LanguageTaskEnv):
         max_episode_steps: int | None = None,
         use_yaw: bool = False,
         max_distractors: int = 2,
+        start_jitter: float = 0.0,
     ) -> None:
         super().__init__(
             render_mode, image_size, render_size, paraphrases, tasks, reset_free, max_episode_steps
@@ -118,8 +121,11 @@ class GarbageSortEnv(LanguageTaskEnv):
             raise ValueError(
                 f"max_distractors must be in [0, {len(T.OBJECT_KINDS) - 1}], got {max_distractors}"
             )
+        if not 0.0 <= start_jitter <= MAX_START_JITTER:
+            raise ValueError(f"start_jitter must be in [0, {MAX_START_JITTER}] m, got {start_jitter}")
         self.use_yaw = bool(use_yaw)
         self.max_distractors = int(max_distractors)
+        self.start_jitter = float(start_jitter)
         self.model = mujoco.MjModel.from_xml_string(S.build_xml(max(render_size, image_size)))
         self.data = mujoco.MjData(self.model)
         self.n_substeps = round(S.CONTROL_DT / self.model.opt.timestep)
@@ -191,6 +197,10 @@ class GarbageSortEnv(LanguageTaskEnv):
         mujoco.mj_resetData(m, d)
         d.qpos[self.arm_qadr] = self._home_qpos
         self._set_target(np.array(S.HOME_GRIP), 0.0)
+        for k in T.OBJECT_KINDS:
+            self._park(k)
+        if self.start_jitter > 0:
+            self._move_hand_to(self._start_point())
         slots = rng.permutation(len(S.BIN_SLOTS))
         self.bin_pos = {}
         for b, s in zip(T.BINS, slots):
@@ -206,8 +216,6 @@ class GarbageSortEnv(LanguageTaskEnv):
             ]
         self.present = [k for k in T.OBJECT_KINDS if k in kinds]
         self.colours = {}
-        for k in T.OBJECT_KINDS:
-            self._park(k)
         spots = self._table_spots(len(kinds))
         for k, xy in zip(kinds, spots):
             self.colours[k] = T.KIND_COLOURS[k][int(rng.integers(len(T.KIND_COLOURS[k])))]
@@ -221,6 +229,27 @@ class GarbageSortEnv(LanguageTaskEnv):
         mujoco.mj_forward(m, d)
         mujoco.mj_step(m, d, nstep=20)  # let objects settle onto the table / bin floor
         self._prev_grip = d.site_xpos[self.grip_site].copy()
+
+    def _start_point(self) -> np.ndarray:
+        """Where the hand starts (``start_jitter``): home, moved by up to the jitter in x and y and half
+        of it in z, kept above the tallest object so that objects placed after it never spawn inside it."""
+        j = self.start_jitter
+        off = self.np_random.uniform(-1.0, 1.0, 3) * (j, j, j / 2)
+        p = np.array(S.HOME_GRIP) + off
+        low = np.array([WORKSPACE_LOW[0], WORKSPACE_LOW[1], START_MIN_Z])
+        return np.clip(p, low, WORKSPACE_HIGH)
+
+    def _move_hand_to(self, target: np.ndarray) -> None:
+        """Drive the (empty-handed) arm to ``target`` through the weld, a few centimetres at a time."""
+        m, d = self.model, self.data
+        mujoco.mj_forward(m, d)
+        start = d.site_xpos[self.grip_site].copy()
+        n = max(1, int(np.ceil(np.abs(target - start).max() / MAX_STEP)))
+        for i in range(1, n + 1):
+            self._set_target(start + (target - start) * i / n, 0.0)
+            mujoco.mj_step(m, d, nstep=self.n_substeps)
+        mujoco.mj_step(m, d, nstep=self.n_substeps)  # come to rest at the last waypoint
+        d.qvel[:] = 0.0
 
     def _random_yaw(self, kind: str) -> float:
         """Long objects lie roughly along x so a fixed-yaw gripper closes across them; ``use_yaw`` frees this."""

@@ -177,7 +177,9 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     if args.prior_data and Path(args.prior_data, "meta", "info.json").exists():
         from pretrain.dataset import DatasetMeta
 
-        found["the prior data"] = dataset_env_kwargs(args.env, DatasetMeta.load(args.prior_data).fps)
+        found["the prior data"] = dataset_env_kwargs(
+            args.env, DatasetMeta.load(args.prior_data).fps, args.prior_data
+        )
     kwargs: dict[str, Any] = {}
     for kw in found.values():
         for k, v in kw.items():

@@ -94,6 +94,12 @@ class DatagenArgs:
     expert_gain: float | None = None
     """Servo gain of the GarbageSort expert, in (0, 1] (GarbageSort only); None keeps
     ``envs.experts.SERVO_GAIN`` (1)."""
+    start_jitter: float | None = None
+    """GarbageSort only: the hand starts up to this far (metres) from home in x and y, half of it in z
+    (``GarbageSortEnv(start_jitter=...)``); None starts every episode at home. From one fixed start, a
+    deterministic expert's path ties the grip position to where the object is, and a learner reads
+    the grip position instead of the object (docs/results.md, section 3). Recorded in
+    ``meta/datagen.json``; pretraining, evaluation and fine-tuning use the same setting."""
     control_hz: float | None = None
     """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
     in ``info.json``: training and evaluation then use the same rate."""
@@ -119,6 +125,8 @@ class DatagenArgs:
             from envs.experts import check_gain
 
             check_gain(self.expert_gain, "expert_gain")
+        if self.start_jitter is not None and self.env != "garbage_sort":
+            raise ValueError(f"start_jitter applies to the garbage_sort env only (env={self.env!r})")
         if self.control_hz is not None and self.env != "navigate":
             raise ValueError(f"control_hz applies to the navigate env only (env={self.env!r})")
         for name in ("episodes", "transitions", "episodes_per_file", "max_episode_steps"):
@@ -220,6 +228,8 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
         kwargs["max_episode_steps"] = job.max_episode_steps
     if args.control_hz is not None:
         kwargs["control_hz"] = args.control_hz
+    if args.start_jitter is not None:
+        kwargs["start_jitter"] = args.start_jitter
     env = envs.make_env(args.env, **kwargs)
     fps = env_fps(env)
     settings = {

@@ -133,7 +133,7 @@ def dataset_meta(root: str) -> dict[str, Any]:
         "cameras": m.cameras,
         "image_shapes": {c: m.image_shape(c) for c in m.cameras},
         "env": env,
-        "env_kwargs": dataset_env_kwargs(env, m.fps),
+        "env_kwargs": dataset_env_kwargs(env, m.fps, root),
         "transitions": m.total_frames,
         "state_stats": _state_stats(m),
         "instructions": list(m.tasks),
@@ -170,9 +170,20 @@ def apply_instruction_stats(model: QTransformer, instructions: list[str], encode
     model.set_instruction_stats(emb.mean(0), emb.std(0, unbiased=False))
 
 
-def dataset_env_kwargs(env: str | None, fps: int) -> dict[str, Any]:
-    """Env settings a dataset implies: Navigate's control rate is the dataset's ``fps``."""
-    return {"control_hz": float(fps)} if env == "navigate" else {}
+DATAGEN_ENV_KWARGS = ("start_jitter",)
+"""``qt datagen`` settings that are env settings, so that a policy is evaluated and fine-tuned in the
+env its data came from."""
+
+
+def dataset_env_kwargs(env: str | None, fps: int, root: str | Path | None = None) -> dict[str, Any]:
+    """Env settings a dataset implies: Navigate's control rate is the dataset's ``fps``; those of
+    ``DATAGEN_ENV_KWARGS`` that ``qt datagen`` recorded in ``meta/datagen.json`` (when ``root`` is given)."""
+    kwargs: dict[str, Any] = {"control_hz": float(fps)} if env == "navigate" else {}
+    record = Path(root, "meta", "datagen.json") if root is not None else None
+    if record is not None and record.exists():
+        made = json.loads(record.read_text())
+        kwargs.update({k: made[k] for k in DATAGEN_ENV_KWARGS if made.get(k) is not None})
+    return kwargs
 
 
 def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:

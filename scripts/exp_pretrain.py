@@ -40,6 +40,8 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            its neighbours, std 3 bins (LossConfig.bin_smoothing)
   qt_support_minimal_lang_succ_s3_rel  qt_support_minimal_lang_succ_s3 reading the objects' and bins'
                            positions relative to the grip point too (ModelConfig.state_relative)
+  qt_support_objects_lang_succ_s3  qt_support_minimal_lang_succ_s3 reading the objects one token each
+                           (ModelConfig.state_entities)
   bc_success_minimal_lang_s8  the same at std 8 bins
   bc_success_minimal_lang_val, bc_success_minimal_lang_val_s3  bc_success_minimal_lang(_s3) reading each
                            chosen bin by its value (ModelConfig.bin_embedding)
@@ -127,6 +129,8 @@ VARIANTS["bc_success_minimal_lang_s3"] = _bc(MINIMAL_LANG, smoothing=3.0)
 VARIANTS["qt_support_minimal_lang_succ_s3"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=3.0)
 RELATIVE = {**MINIMAL_LANG, "state_relative": RELATIVE_POSITIONS}
 VARIANTS["qt_support_minimal_lang_succ_s3_rel"] = _qt_support(RELATIVE, success_only=True, smoothing=3.0)
+OBJECTS_LANG = {**MINIMAL_LANG, "state_entities": (STATE_HEAD, OBJ_SLOT)}
+VARIANTS["qt_support_objects_lang_succ_s3"] = _qt_support(OBJECTS_LANG, success_only=True, smoothing=3.0)
 VALUE = {**MINIMAL_LANG, "bin_embedding": "value"}
 VARIANTS["bc_success_minimal_lang_val"] = _bc(VALUE)
 VARIANTS["bc_success_minimal_lang_val_s3"] = _bc(VALUE, smoothing=3.0)

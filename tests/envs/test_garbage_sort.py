@@ -125,3 +125,25 @@ def test_expert_ignores_leaves_the_grip_bins_and_object_positions():
     assert set(range(slot, slot + 4)) <= set(kept)  # the mask and the position
     np.testing.assert_allclose(s[slot + 1 : slot + 4], u.object_pos("bottle"), atol=1e-4)
     assert not set(range(slot + 4, slot + OBJ_SLOT)) & set(kept)  # orientation and colour left out
+
+
+def test_start_jitter_moves_the_first_pose_and_the_expert_still_succeeds() -> None:
+    home = envs.make_env("garbage_sort", tasks="all")
+    jit = envs.make_env("garbage_sort", tasks="all", start_jitter=0.1)
+    starts = []
+    for seed in range(6):
+        home.reset(seed=seed, options={"task": "sort:can"})
+        obs, _ = jit.reset(seed=seed, options={"task": "sort:can"})
+        g = jit.unwrapped.grip_pos()
+        np.testing.assert_allclose(obs["state"][:3], g, atol=1e-6)  # the observation shows the moved hand
+        starts.append(g - home.unwrapped.grip_pos())
+        assert jit.unwrapped.held_kind() is None and abs(obs["state"][7:10]).max() < 0.05  # at rest, empty
+    off = np.array(starts)
+    assert np.abs(off[:, :2]).max() <= 0.1 + 0.01 and np.abs(off[:, 2]).max() <= 0.05 + 0.01
+    assert np.linalg.norm(off[:, :2], axis=1).mean() > 0.03  # it really moves
+    for seed in range(3):
+        for task in ("sort:bottle", "place:apple_core:recycling"):
+            success, _, violations = run_expert(jit, seed, task)
+            assert success and violations == [], (task, seed, violations)
+    with pytest.raises(ValueError, match="start_jitter"):
+        envs.make_env("garbage_sort", start_jitter=0.5)

@@ -1,4 +1,5 @@
-"""Navigate's control rate travels with the data: datagen records it, training and fine-tuning reuse it."""
+"""Env settings travel with the data (Navigate's control rate, GarbageSort's start jitter): datagen records
+them, training and fine-tuning reuse them."""
 
 from __future__ import annotations
 
@@ -42,3 +43,16 @@ def test_explicit_finetune_rate_must_agree(tmp_path: Path) -> None:
         env_settings(FinetuneArgs(env="navigate", control_hz=4, prior_data=str(out)), None)
     with pytest.raises(ValueError, match="navigate env only"):
         env_settings(FinetuneArgs(env="garbage_sort", control_hz=4), None)
+
+
+def test_garbage_start_jitter_travels_with_the_data(tmp_path: Path) -> None:
+    out = run_datagen(
+        DatagenArgs(env="garbage_sort", out=tmp_path / "d", preset="tiny", workers=1, start_jitter=0.08)
+    )
+    assert dataset_meta(str(out))["env_kwargs"] == {"start_jitter": 0.08}
+    args = FinetuneArgs(env="garbage_sort", prior_data=str(out), out=str(tmp_path / "ft"))
+    assert env_settings(args, None) == {"start_jitter": 0.08}
+    with pytest.raises(ValueError, match="start_jitter differs"):
+        env_settings(args, {"env": "garbage_sort", "env_kwargs": {"start_jitter": 0.1}})
+    with pytest.raises(ValueError, match="garbage_sort env only"):
+        DatagenArgs(env="navigate", start_jitter=0.1)
