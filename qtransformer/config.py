@@ -268,6 +268,11 @@ class LossConfig:
     """Train the support head on samples of successful episodes only (a Monte-Carlo return above
     ``min_return``), so that the Q-function chooses among what succeeded rather than among everything
     the data did (filtered behaviour cloning as the support)."""
+    behavior_online: bool = True
+    """Train the support head on samples collected online while fine-tuning too (``batch.online``).
+    Practice episodes are acted with exploration (random bins, APRL's narrowed range), so even the
+    successful ones teach the head noisier bins than the data it was pretrained on; False keeps it to
+    the prior data, and the Q-function learns the new task among the bins that data supports."""
     behavior_cloning: bool = False
     """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
     bin_smoothing: float = 0.0

@@ -19,7 +19,8 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   weigh the conservative term by ``online_alpha`` instead, when it is set.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
-head's cross-entropy on the dataset's bins (of successful episodes only, by default).
+head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the
+samples collected online when ``behavior_online`` is off).
 With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
 (the BC baseline of the paper's comparisons) and no target network is used.
 """
@@ -198,6 +199,8 @@ def qtransformer_loss(
             if cfg.behavior_successes_only
             else torch.ones_like(ce)
         )
+        if not cfg.behavior_online and batch.online is not None:
+            use = use * (~batch.online).float()
         behavior_loss = (ce * use).sum() / use.sum().clamp_min(1.0)
         loss = loss + cfg.behavior_weight * behavior_loss
         terms["behavior_ce"] = behavior_loss.detach()

@@ -74,6 +74,11 @@ def main() -> None:
     )
     ap.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     ap.add_argument(
+        "--no-online-support",
+        action="store_true",
+        help="train the support head on the prior data only (LossConfig.behavior_online=False)",
+    )
+    ap.add_argument(
         "--bin-smoothing", type=float, default=0.0, help="LossConfig.bin_smoothing (as the pretraining's)"
     )
     ap.add_argument(
@@ -123,6 +128,7 @@ def main() -> None:
                     FinetuneArgs().loss,
                     timeout_is_failure=args.timeout_is_failure,
                     double_q=args.double_q,
+                    behavior_online=not args.no_online_support,
                     bin_smoothing=args.bin_smoothing,
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
                 ),

@@ -258,6 +258,31 @@ def test_support_head_learns_from_successful_episodes_only():
         LossConfig(behavior_weight=-1.0)
 
 
+def test_support_head_can_leave_out_the_online_samples():
+    cfg = tiny_config(support_tau=0.3)
+    model, target = QTransformer(cfg), QTransformer(cfg)
+    batch = random_batch(cfg, B=4)
+    batch.mc_return = torch.tensor([0.9, 0.9, 0.9, 0.0])  # three successes, the last sample failed
+
+    def head_terms(online: torch.Tensor | None, cfg_loss: LossConfig) -> tuple[float, float]:
+        batch.online = online
+        with torch.no_grad():
+            _, terms = qtransformer_loss(model, target, batch, cfg_loss)
+        return float(terms["behavior_ce"]), float(terms["behavior_samples_fraction"])
+
+    prior_only = LossConfig(behavior_online=False)
+    every = head_terms(torch.tensor([False, True, True, False]), LossConfig())
+    kept = head_terms(torch.tensor([False, True, True, False]), prior_only)
+    assert every[1] == 0.75 and kept[1] == 0.25  # only the prior success is left
+    alone = head_terms(torch.tensor([False, False, False, False]), LossConfig())
+    batch.online = None
+    assert head_terms(None, prior_only) == alone  # without the mark (pretraining) nothing changes
+    # What is left is the prior success's cross-entropy: as if it were the batch's only success.
+    batch.mc_return = torch.tensor([0.9, 0.0, 0.0, 0.0])
+    assert head_terms(None, LossConfig())[0] == pytest.approx(kept[0])
+    assert kept[0] != pytest.approx(every[0])
+
+
 def test_bin_smoothing_spreads_the_data_bin_over_its_neighbours_by_hand():
     batch, online, target, qo, *_ = _setup(B=2, D=3, K=8)
     cfg = LossConfig(use_mc_bound=False, alpha=0.5, bin_smoothing=1.5)
