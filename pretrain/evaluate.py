@@ -25,6 +25,8 @@ class EvalArgs:
     """Env to evaluate in; defaults to the one recorded in the checkpoint."""
     tasks: Literal["train", "heldout", "all"] = "train"
     """Which task set to evaluate."""
+    task: str | None = None
+    """One task id to evaluate instead of a task set (a held-out task after fine-tuning on it)."""
     paraphrases: tuple[Literal["train", "heldout"], ...] = ("train", "heldout")
     """Paraphrase splits to report separately."""
     episodes: int = 10
@@ -82,9 +84,12 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     env_name = args.env or policy.meta.get("env")
     if env_name is None:
         raise ValueError("the checkpoint records no env: pass --env garbage_sort|navigate")
-    results = evaluate_policy(
-        policy, env_name, task_ids(env_name, args.tasks), args.episodes, args.paraphrases, args.seed
-    )
+    tasks = task_ids(env_name, "all") if args.task else task_ids(env_name, args.tasks)
+    if args.task:
+        if args.task not in tasks:
+            raise ValueError(f"unknown {env_name} task {args.task!r}; choose from {tasks}")
+        tasks = [args.task]
+    results = evaluate_policy(policy, env_name, tasks, args.episodes, args.paraphrases, args.seed)
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
