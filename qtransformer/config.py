@@ -67,10 +67,12 @@ class ModelConfig:
     """Differences of state values the network reads besides the state itself: each ``(index, anchor,
     n)`` adds ``state[index:index+n] - state[anchor:anchor+n]`` (in the state's own units, divided by
     ``state_relative_scale``). The usual case is an object's position relative to the gripper, which
-    is what a reaching action depends on, as robosuite's ``{obj}_to_{eef}_pos`` observations give it;
-    from absolute positions the network has to learn that subtraction at centimetre precision for
-    every object slot first. The dataset keeps its layout (GarbageSort:
-    ``envs.garbage_sort.RELATIVE_POSITIONS``). Not with ``state_entities``."""
+    is what a reaching action depends on, as robosuite's object-to-end-effector observations give it;
+    from absolute positions the network has to learn that subtraction for every object slot first.
+    The dataset keeps its layout (GarbageSort: ``envs.garbage_sort.RELATIVE_POSITIONS``). On GarbageSort
+    it did not help (43% against 52% on the training tasks, docs/results.md, section 3): the reach
+    erred because the network read the arm's position as a cue, not for want of the difference. Not
+    with ``state_entities``."""
     state_relative_scale: float = 0.1
     """What ``state_relative``'s differences are divided by (metres for the envs here: 0.1 puts a
     10 cm offset at 1)."""
