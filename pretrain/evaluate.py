@@ -84,11 +84,12 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     env_name = args.env or policy.meta.get("env")
     if env_name is None:
         raise ValueError("the checkpoint records no env: pass --env garbage_sort|navigate")
-    tasks = task_ids(env_name, "all") if args.task else task_ids(env_name, args.tasks)
-    if args.task:
-        if args.task not in tasks:
-            raise ValueError(f"unknown {env_name} task {args.task!r}; choose from {tasks}")
+    if args.task is None:
+        tasks = task_ids(env_name, args.tasks)
+    elif args.task in (known := task_ids(env_name, "all")):
         tasks = [args.task]
+    else:
+        raise ValueError(f"unknown {env_name} task {args.task!r}; choose from {known}")
     results = evaluate_policy(policy, env_name, tasks, args.episodes, args.paraphrases, args.seed)
     text = json.dumps(results, indent=2)
     print(text)
