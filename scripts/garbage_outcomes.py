@@ -10,7 +10,8 @@ Outcomes, for the task's object (single-object tasks only):
   dropped        it was held, then ended on the table or off it (``lost``)
   wrong_bin      it ended in another bin than the one asked for
   held_at_end    it was still in the hand when the episode ended
-Seeds follow ``qtransformer.rollout.evaluate`` (the fine-tuning curve's starts with ``--seed 500000``).
+Episode e of every task starts from seed ``--seed + e``; for one task with ``--seed 500000`` those are
+the fine-tuning curve's starts (``qtransformer.rollout.evaluate`` offsets later tasks by 1000 each).
 ``--first-step N`` also compares the policy's first action with the scripted expert's over N fresh starts
 per task: the mean absolute error of the x, y, z commands and how often the x and y signs agree (where
 the reach goes wrong first).
