@@ -12,6 +12,11 @@ Outcomes, for the task's object (single-object tasks only):
   held_at_end    it was still in the hand when the episode ended
 Episode e of every task starts from seed ``--seed + e``; for one task with ``--seed 500000`` those are
 the fine-tuning curve's starts (``qtransformer.rollout.evaluate`` offsets later tasks by 1000 each).
+At the first state of each episode in which the hand holds the object, the script also reads the
+policy's choice of the z command (given its greedy x and y): the support head's probability of a lift
+(z >= 0.5) and the best lifting Q-value minus the best Q-value of staying put (|z| <= 0.1), and it counts
+the steps from that grasp until the hand has risen 3 cm (``steps_to_lift``; a hand that never rises
+counts the rest of the episode). A policy that grasps and then holds still shows it there.
 ``--first-step N`` also compares the policy's first action with the scripted expert's over N fresh starts
 per task: the mean absolute error of the x, y, z commands and how often the x and y signs agree (where
 the reach goes wrong first).
@@ -30,6 +35,7 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
+import torch
 
 import envs
 from envs.garbage_sort import parse_task
@@ -56,6 +62,36 @@ def classify(
     return "wrong_bin"
 
 
+LIFT_Z, STAY_Z, RISE_M = 0.5, 0.1, 0.03
+
+
+@torch.no_grad()
+def grasp_choice(
+    policy: Any, state: np.ndarray, instruction: str, lift_z: float = LIFT_Z, stay_z: float = STAY_Z
+) -> dict[str, float]:
+    """How the policy weighs lifting against staying put in ``state`` (z command, after its greedy x, y).
+
+    ``q_lift_minus_stay``: the best Q-value over z bins >= ``lift_z`` minus the best over |z| <= ``stay_z``;
+    ``support_lift``: the support head's probability of z >= ``lift_z`` (absent without a support head).
+    """
+    model = policy.model
+    prev = torch.as_tensor(
+        policy.act({"state": state[None]}, [instruction]).bins[:, :2], device=policy.device
+    )
+    s = torch.as_tensor(state[None], dtype=torch.float32, device=policy.device)
+    emb = policy.encoder.encode([instruction]).to(policy.device)
+    z = policy.bins.centers[2]
+    lift, stay = torch.as_tensor(z >= lift_z), torch.as_tensor(np.abs(z) <= stay_z)
+    out: dict[str, float] = {}
+    if model.cfg.support_tau > 0:
+        q, logits = model(s, emb, prev, return_behavior=True)
+        out["support_lift"] = float(logits[0, 2].softmax(-1)[lift].sum())
+    else:
+        q = model(s, emb, prev)
+    out["q_lift_minus_stay"] = float(q[0, 2][lift].max() - q[0, 2][stay].max())
+    return out
+
+
 def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]:
     spec = parse_task(task)
     if len(spec.kinds) != 1:
@@ -65,15 +101,31 @@ def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]
     inner = env.unwrapped
     counts: Counter[str] = Counter()
     grasp_steps: dict[str, list[int]] = {o: [] for o in OUTCOMES}
+    at_grasp: list[dict[str, Any]] = []
     try:
         for e in range(episodes):
-            track: dict[str, Any] = {"first": None, "target": False, "step": 0, "grasp_step": None}
+            track: dict[str, Any] = {
+                "first": None,
+                "target": False,
+                "step": 0,
+                "grasp_step": None,
+                "grasp_z": None,
+                "lift": None,
+            }
 
-            def on_step(_: dict[str, Any], track: dict[str, Any] = track) -> None:
+            def on_step(step: dict[str, Any], track: dict[str, Any] = track) -> None:
                 track["step"] += 1
                 held = inner.held_kind()
                 if held is not None and track["first"] is None:
                     track["first"], track["grasp_step"] = held, track["step"]
+                if held == target and track["grasp_z"] is None:
+                    track["grasp_z"], track["target_step"] = inner.grip_pos()[2], track["step"]
+                    track["choice"] = grasp_choice(
+                        policy, step["obs"]["state"], str(step["obs"]["instruction"])
+                    )
+                z0 = track["grasp_z"]
+                if z0 is not None and track["lift"] is None and inner.grip_pos()[2] > z0 + RISE_M:
+                    track["lift"] = track["step"] - track["target_step"]
                 track["target"] = track["target"] or held == target
 
             r = run_episode(policy, env, seed=seed + e, options={"task": task}, on_step=on_step)
@@ -81,6 +133,9 @@ def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]
             counts[o] += 1
             if track["grasp_step"] is not None:
                 grasp_steps[o].append(track["grasp_step"])
+            if track["grasp_z"] is not None:
+                lift = track["lift"] if track["lift"] is not None else track["step"] - track["target_step"]
+                at_grasp.append({"outcome": o, "steps_to_lift": lift, **track["choice"]})
     finally:
         env.close()
     return {
@@ -88,6 +143,12 @@ def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]
         "episodes": episodes,
         "counts": {o: counts[o] for o in OUTCOMES},
         "mean_first_grasp_step": {o: float(np.mean(v)) for o, v in grasp_steps.items() if v},
+        "grasped": len(at_grasp),
+        "at_grasp": {
+            k: float(np.mean(v))
+            for k in ("steps_to_lift", "q_lift_minus_stay", "support_lift")
+            if (v := [g[k] for g in at_grasp if k in g])
+        },
     }
 
 
@@ -127,7 +188,7 @@ def main() -> None:
     policy = QTransformerPolicy.from_checkpoint(a.checkpoint)
     res = [outcomes(policy, t, a.episodes, a.seed) for t in a.task] if a.episodes else []
     for r in res:
-        print(r["task"], r["counts"])
+        print(r["task"], r["counts"], "at the grasp:", r["at_grasp"])
     out: dict[str, Any] = {"checkpoint": a.checkpoint, "results": res}
     if a.first_step:
         out["first_step"] = first_step_agreement(policy, a.task, a.first_step, a.seed + 200_000)

@@ -45,3 +45,28 @@ def test_outcomes_tell_a_missed_grasp_from_a_drop_and_a_wrong_bin() -> None:
     assert classify(False, "can", True, "table", "can") == "dropped"
     assert classify(False, "can", True, "held", "can") == "held_at_end"
     assert classify(False, "can", True, "trash", "can") == "wrong_bin"
+
+
+def test_grasp_choice_reads_the_z_command_of_both_heads() -> None:
+    import torch
+
+    from qtransformer.bins import ActionBins
+    from qtransformer.model import QTransformer
+    from qtransformer.policy import QTransformerPolicy
+    from scripts.garbage_outcomes import grasp_choice
+    from tests.finetune.test_finetune import _RecordingEncoder
+    from tests.qtransformer.helpers import tiny_config
+
+    model = QTransformer(tiny_config(state_dim=4, action_dim=4, support_tau=0.3))
+    policy = QTransformerPolicy(model, ActionBins([-1] * 4, [1] * 4, 8), _RecordingEncoder())
+    centres = policy.bins.centers[2]  # 8 bins, -0.875 .. 0.875
+    lift, still = int(np.argmax(centres)), int(np.argmin(np.abs(centres)))
+    state = np.zeros(4, np.float32)
+    with torch.no_grad():
+        for head, favoured in ((model.head, still), (model.behavior_head, lift)):
+            head[-1].weight.zero_()
+            head[-1].bias.fill_(-5.0)
+            head[-1].bias[favoured] = 5.0
+    c = grasp_choice(policy, state, "lift it", stay_z=0.2)  # with 8 bins the nearest to 0 are +-0.125
+    assert c["support_lift"] > 0.99  # the support head favours lifting...
+    assert c["q_lift_minus_stay"] < -0.9  # ...and the Q head staying (sigmoid Q: ~0.007 against ~0.993)
