@@ -26,6 +26,8 @@ class LanguageTaskEnv(gym.Env):
     ENV_NAME = ""
     TEMPLATES: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = {}
     TASK_GRAPH: ClassVar[dict[str, tuple[str, ...]]] = {}
+    CAUTIOUS_EXEMPT_DIMS: ClassVar[tuple[int, ...]] = ()
+    """Action dimensions cautious exploration leaves at their full range (``AprlConfig.exempt_dims``)."""
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from envs.base import LanguageTaskEnv
 from envs.common import check_action, instruction_space
 
 MAX_STEP = 0.05
+GRIPPER_DIM = 3  # action (dx, dy, dz, gripper[, yaw]): the gripper command, -1 open .. 1 closed
 MAX_YAW_STEP = 0.3
 WORKSPACE_LOW = np.array([0.15, -0.42, 0.0])  # grip-site bounds; z = 0 lets the fingertips touch the table
 WORKSPACE_HIGH = np.array([0.92, 0.42, 0.32])
@@ -100,6 +101,7 @@ class GarbageSortEnv(LanguageTaskEnv):
     ENV_NAME = "garbage_sort"
     TEMPLATES = T.GARBAGE_TEMPLATES
     TASK_GRAPH = T.GARBAGE_TASK_GRAPH
+    CAUTIOUS_EXEMPT_DIMS = (GRIPPER_DIM,)
 
     def __init__(
         self,
@@ -404,7 +406,7 @@ class GarbageSortEnv(LanguageTaskEnv):
             else 0.0
         )
         self._set_target(clipped, yaw)
-        d.ctrl[:] = S.FINGER_TRAVEL * (a[3] + 1.0) / 2.0
+        d.ctrl[:] = S.FINGER_TRAVEL * (a[GRIPPER_DIM] + 1.0) / 2.0
         self._prev_grip = grip.copy()
         chunk = self.n_substeps // SAFETY_CHECKS_PER_STEP
         for _ in range(SAFETY_CHECKS_PER_STEP):

@@ -23,7 +23,14 @@ import numpy as np
 from envs import garbage_scene as S
 from envs import tasks as T
 from envs.common import INSTRUCTION_CHARSET, check_size
-from envs.garbage_sort import MAX_STEP, MAX_YAW_STEP, OBJ_SLOT, GarbageSortEnv, garbage_sort_spaces
+from envs.garbage_sort import (
+    GRIPPER_DIM,
+    MAX_STEP,
+    MAX_YAW_STEP,
+    OBJ_SLOT,
+    GarbageSortEnv,
+    garbage_sort_spaces,
+)
 from envs.safety import SafetyConfig, SafetyLayer
 
 
@@ -82,6 +89,7 @@ class RealArmEnv(gym.Env):
     """GarbageSort's API over an ``ArmDriver``. Reward and success come from ``success_fn`` if given."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    CAUTIOUS_EXEMPT_DIMS = GarbageSortEnv.CAUTIOUS_EXEMPT_DIMS
 
     def __init__(
         self,
@@ -148,7 +156,7 @@ class RealArmEnv(gym.Env):
         self._prev_ee = np.asarray(state.ee_position, float)
         target = self._prev_ee + a[:3] * MAX_STEP
         yaw = state.ee_yaw + a[4] * MAX_YAW_STEP if self.use_yaw else 0.0
-        report = self.safety.command(target, yaw, (a[3] + 1.0) / 2.0)
+        report = self.safety.command(target, yaw, (a[GRIPPER_DIM] + 1.0) / 2.0)
         self.driver.sync(self.control_dt)
         success = bool(self.success_fn()) if self.success_fn is not None else False
         info = {

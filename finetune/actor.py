@@ -86,7 +86,8 @@ class Actor:
         self.policy, self.env, self.task, self.exploration = policy, env, task, exploration
         self.instructions = list(instructions)
         state_dim = policy.model.cfg.state_dim
-        self.cautious = CautiousRange(aprl, policy.bins, state_dim, seed=seed)
+        exempt = getattr(env.unwrapped, "CAUTIOUS_EXEMPT_DIMS", ())
+        self.cautious = CautiousRange(aprl, policy.bins, state_dim, seed=seed, exempt_dims=exempt)
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
         self.episodes = 0

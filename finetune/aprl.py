@@ -64,6 +64,11 @@ class AprlConfig:
     ``initial_scale``)."""
     prime_iters: int = 300
     """Gradient steps per ensemble member of that first fit."""
+    exempt_dims: tuple[int, ...] | None = None
+    """Action dimensions the range never bounds; None takes the env's ``CAUTIOUS_EXEMPT_DIMS``
+    (GarbageSort and the real arm: the gripper). The gripper's command is a finger position: a
+    narrower range does not make a grasp gentler, it leaves the fingers half open or half closed, so
+    the hand misses or drops what a full command would hold."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_scale <= self.initial_scale <= 1:
@@ -72,6 +77,8 @@ class AprlConfig:
             raise ValueError("low_error must be below high_error")
         if self.prime_iters < 1:
             raise ValueError("prime_iters must be >= 1")
+        if self.exempt_dims is not None and any(d < 0 for d in self.exempt_dims):
+            raise ValueError(f"exempt_dims must be action dimension indices >= 0, got {self.exempt_dims}")
 
 
 class DynamicsEnsemble(nn.Module):
@@ -104,12 +111,26 @@ class DynamicsEnsemble(nn.Module):
 class CautiousRange:
     """The per-dimension allowed action range and the dynamics model that steers it."""
 
-    def __init__(self, cfg: AprlConfig, bins: ActionBins, state_dim: int, seed: int = 0):
+    def __init__(
+        self,
+        cfg: AprlConfig,
+        bins: ActionBins,
+        state_dim: int,
+        seed: int = 0,
+        exempt_dims: Iterable[int] = (),
+    ):
+        """``exempt_dims``: the dimensions left at their full range when ``cfg.exempt_dims`` is None
+        (the env's); the config's own tuple wins when set."""
         self.cfg, self.bins = cfg, bins
         torch.manual_seed(seed)
         self.model = DynamicsEnsemble(state_dim, bins.action_dim, cfg.ensemble, cfg.hidden)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.scale = np.full(bins.action_dim, cfg.initial_scale if cfg.enabled else 1.0)
+        exempt = tuple(cfg.exempt_dims if cfg.exempt_dims is not None else exempt_dims)
+        if any(not 0 <= d < bins.action_dim for d in exempt):
+            raise ValueError(f"exempt dimensions {exempt} outside the {bins.action_dim} action dimensions")
+        self.free = np.zeros(bins.action_dim, dtype=bool)
+        self.free[list(exempt)] = True
+        self.scale = np.where(self.free, 1.0, cfg.initial_scale if cfg.enabled else 1.0)
         self.data: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=20_000)
         self.recent: deque[tuple[float, np.ndarray]] = deque(maxlen=cfg.window)
         self.train_error = float("nan")
@@ -138,7 +159,7 @@ class CautiousRange:
         if error_ratio < c.low_error:
             self.scale = np.minimum(1.0, self.scale * (1 + c.grow))
         elif error_ratio > c.high_error:
-            shrink = np.where(near_limit, 1 - c.shrink, 1.0)
+            shrink = np.where(near_limit & ~self.free, 1 - c.shrink, 1.0)
             self.scale = np.maximum(c.min_scale, self.scale * shrink)
 
     # ----------------------------------------------------------- data
@@ -222,6 +243,6 @@ class CautiousRange:
         }
 
     def load_state_dict(self, d: dict) -> None:
-        self.scale = np.asarray(d["scale"], dtype=np.float64)
+        self.scale = np.where(self.free, 1.0, np.asarray(d["scale"], dtype=np.float64))
         self.model.load_state_dict(d["model"])
         self.train_error, self.updates = float(d["train_error"]), int(d["updates"])

@@ -51,17 +51,6 @@ def _checked_stats(
     return mean_t, std_t
 
 
-def nearest_allowed(sup: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """(B, K) mask, (B,) bin limits -> (B, K): per row, the one bin of ``[low, high]`` nearest to a bin
-    of ``sup`` lying outside it (ties go to ``low``; a row without such a bin gives ``low``)."""
-    K = sup.shape[-1]
-    k = torch.arange(K, device=sup.device)[None]
-    below = torch.where(sup & (k < low[:, None]), k, -3 * K).max(-1).values  # nearest supported under it
-    above = torch.where(sup & (k > high[:, None]), k, 4 * K).min(-1).values
-    edge = torch.where(low - below <= above - high, low, high)
-    return k == edge[:, None]
-
-
 def greedy_selector(q: torch.Tensor, dim: int) -> torch.Tensor:
     return q.argmax(dim=-1)
 
@@ -512,9 +501,12 @@ class QTransformer(nn.Module):
         (cautious exploration restricts the action range this way). ``use_cache=False`` re-runs the
         whole sequence for every dimension (the reference the cached decode must match exactly).
         ``support_tau`` (default ``cfg.support_tau``) keeps the choice among the bins the support head
-        finds likely enough; where no such bin lies inside ``bin_limits``, the bin inside the limits
-        nearest to them is taken (the supported action clipped into the allowed range: the bins the
-        Q-function would pick among outside its support are the ones it overrates).
+        finds likely enough. With ``bin_limits`` too, the choice among the supported bins is made first
+        and then clipped into the limits: the limits bound how far the robot may move, not what it
+        decides. Choosing instead among the supported bins that happen to lie inside the limits swaps the
+        decision: a hand holding an object whose support allows "lift at full speed" and "stay" stays
+        while a limit cuts off the lift. (The bins outside the support are not an alternative: they are
+        the ones the Q-function overrates.)
         """
         D = self.cfg.action_dim
         tau = self.cfg.support_tau if support_tau is None else support_tau
@@ -527,17 +519,17 @@ class QTransformer(nn.Module):
         def choose(h: torch.Tensor, i: int) -> torch.Tensor:
             q = self.q_values(h)  # (B, K)
             qs.append(q)
-            ok = None  # the plain greedy decode (the serving path) builds no mask
-            if bin_limits is not None:
-                k = torch.arange(q.shape[-1], device=q.device)
-                ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
             if tau > 0:
                 sup = supported(self.behavior_logits(h), tau)
-                if ok is not None:
-                    nearest = nearest_allowed(sup, bin_limits[0][:, i], bin_limits[1][:, i])
-                    sup = torch.where((ok & sup).any(-1, keepdim=True), ok & sup, nearest)
-                ok = sup
-            return select(q if ok is None else q.masked_fill(~ok, float("-inf")), i)
+                pick = select(q.masked_fill(~sup, float("-inf")), i)
+                if bin_limits is None:
+                    return pick
+                return torch.minimum(torch.maximum(pick, bin_limits[0][:, i]), bin_limits[1][:, i])
+            if bin_limits is None:  # the plain greedy decode (the serving path) builds no mask
+                return select(q, i)
+            k = torch.arange(q.shape[-1], device=q.device)
+            ok = (k[None] >= bin_limits[0][:, i, None]) & (k[None] <= bin_limits[1][:, i, None])
+            return select(q.masked_fill(~ok, float("-inf")), i)
 
         if not use_cache:
             for i in range(D):

@@ -101,3 +101,41 @@ def test_priming_on_prior_episodes_makes_the_model_confident_before_any_online_s
 def test_config_validation():
     with pytest.raises(ValueError, match="min_scale"):
         AprlConfig(min_scale=0.5, initial_scale=0.2)
+
+
+def test_exempt_dims_keep_their_full_range_and_the_config_overrides_the_env():
+    cr = CautiousRange(
+        AprlConfig(initial_scale=0.5, shrink=0.2), ActionBins([-1, -1], [1, 1], 256), 3, exempt_dims=(1,)
+    )
+    np.testing.assert_allclose(cr.scale, [0.5, 1.0])
+    cr.adapt(error_ratio=10.0, near_limit=np.array([True, True]))
+    np.testing.assert_allclose(cr.scale, [0.4, 1.0])  # only the bounded dimension shrinks
+    lo, hi = cr.bin_limits()
+    assert (lo[0, 1], hi[0, 1]) == (0, 255) and 0 < lo[0, 0] < hi[0, 0] < 255
+    cr.load_state_dict({**cr.state_dict(), "scale": np.array([0.3, 0.3])})  # an older run's saved scale
+    np.testing.assert_allclose(cr.scale, [0.3, 1.0])
+    own = CautiousRange(AprlConfig(exempt_dims=()), ActionBins([-1, -1], [1, 1], 256), 3, exempt_dims=(1,))
+    np.testing.assert_allclose(own.scale, [0.5, 0.5])  # the config's empty tuple wins over the env's
+    with pytest.raises(ValueError, match="outside the 2 action dimensions"):
+        CautiousRange(AprlConfig(), ActionBins([-1, -1], [1, 1], 256), 3, exempt_dims=(2,))
+    with pytest.raises(ValueError, match="exempt_dims"):
+        AprlConfig(exempt_dims=(-1,))
+
+
+def test_the_garbage_sort_actor_never_bounds_the_gripper():
+    import envs
+    from envs.garbage_sort import GRIPPER_DIM
+    from finetune.actor import Actor, ExplorationConfig
+    from qtransformer.model import QTransformer
+    from qtransformer.policy import QTransformerPolicy
+    from tests.finetune.test_finetune import _RecordingEncoder
+    from tests.qtransformer.helpers import tiny_config
+
+    env = envs.make_env("garbage_sort")
+    cfg = tiny_config(state_dim=env.observation_space["state"].shape[0], action_dim=4)
+    policy = QTransformerPolicy(QTransformer(cfg), ActionBins([-1] * 4, [1] * 4, 8), _RecordingEncoder())
+    actor = Actor(policy, env, "sort:can", ExplorationConfig(), AprlConfig(initial_scale=0.5))
+    lo, hi = actor.cautious.bin_limits()
+    assert (lo[0, GRIPPER_DIM], hi[0, GRIPPER_DIM]) == (0, 7)
+    assert lo[0, 0] > 0 and hi[0, 0] < 7
+    env.close()

@@ -351,19 +351,32 @@ def test_support_head_restricts_every_greedy_choice_to_supported_bins():
         bins, q = model.decode(state, emb, use_cache=use_cache)
         assert torch.isin(bins, torch.tensor([2, 3])).all()
         assert torch.equal(bins, torch.where(q[..., 2] >= q[..., 3], 2, 3))  # the better of the two
-    # where the support and the exploration range do not meet, the supported action is clipped into
-    # the range: the allowed bin nearest to the support, not the Q-function's pick among the rest
+    # with limits, the supported choice is clipped into them: where the support and the range do not
+    # meet, that is the allowed bin nearest to the support, not the Q-function's pick among the rest
     low, high = torch.full((64, 3), 5), torch.full((64, 3), 7)
     bins, _ = model.decode(state, emb, bin_limits=(low, high))
     assert torch.equal(bins, torch.full((64, 3), 5))
     low, high = torch.zeros(64, 3, dtype=torch.long), torch.ones(64, 3, dtype=torch.long)
     bins, _ = model.decode(state, emb, bin_limits=(low, high))
     assert torch.equal(bins, torch.ones(64, 3, dtype=torch.long))
-    # and where they meet, the choice stays among the supported bins inside the range
+    # and where they meet, a supported bin below the range is clipped to its lower edge
     bins, _ = model.decode(state, emb, bin_limits=(torch.full((64, 3), 3), torch.full((64, 3), 6)))
     assert torch.equal(bins, torch.full((64, 3), 3))
     q, logits = model(state, emb, bins[:, :2], return_behavior=True)
     assert q.shape == logits.shape == (64, 3, 8)
+    # the choice among the supported bins comes first, the limits clip it: with 2 and 6 supported and
+    # the Q-values preferring 6, a limit at 4 gives 4 (the preferred move, slower), never 2
+    with torch.no_grad():
+        last.bias.fill_(-10.0)
+        last.bias[[2, 6]] = 0.0
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.zero_()
+        model.head[-1].bias[6] = 2.0
+    limits = (torch.zeros(64, 3, dtype=torch.long), torch.full((64, 3), 4))
+    assert torch.equal(model.decode(state, emb)[0], torch.full((64, 3), 6))
+    assert torch.equal(model.decode(state, emb, bin_limits=limits)[0], torch.full((64, 3), 4))
+    explored, _ = model.decode(state, emb, bin_limits=limits, select=EpsilonGreedy(1.0))
+    assert torch.isin(explored, torch.tensor([2, 4])).all()  # exploring: a supported bin, clipped
     with pytest.raises(ValueError, match="support head"):
         QTransformer(tiny_config()).decode(state, emb, support_tau=0.3)
     with pytest.raises(ValueError, match="support_tau"):
