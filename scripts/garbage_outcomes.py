@@ -17,6 +17,9 @@ policy's choice of the z command (given its greedy x and y): the support head's 
 (z >= 0.5) and the best lifting Q-value minus the best Q-value of staying put (|z| <= 0.1), and it counts
 the steps from that grasp until the hand has risen 3 cm (``steps_to_lift``; a hand that never rises
 counts the rest of the episode). A policy that grasps and then holds still shows it there.
+``--range-scale S`` acts inside a fixed cautious range (APRL's ``bin_limits``) of S times the full range in
+every dimension the env does not exempt (``CAUTIOUS_EXEMPT_DIMS``: the gripper; ``--bound-gripper``
+bounds it too): what practice looks like while the range is narrow.
 ``--first-step N`` also compares the policy's first action with the scripted expert's over N fresh starts
 per task: the mean absolute error of the x, y, z commands and how often the x and y signs agree (where
 the reach goes wrong first).
@@ -39,6 +42,7 @@ import torch
 
 import envs
 from envs.garbage_sort import parse_task
+from finetune.aprl import AprlConfig, CautiousRange
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.rollout import run_episode
 
@@ -92,13 +96,30 @@ def grasp_choice(
     return out
 
 
-def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]:
+def range_limits(
+    policy: Any, env: Any, scale: float, bound_gripper: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin limits (1, D) of a cautious range held at ``scale`` (the dimensions the env exempts stay full)."""
+    cfg = AprlConfig(initial_scale=scale, min_scale=min(scale, 0.1))
+    exempt = () if bound_gripper else getattr(env.unwrapped, "CAUTIOUS_EXEMPT_DIMS", ())
+    return CautiousRange(cfg, policy.bins, policy.model.cfg.state_dim, exempt_dims=exempt).bin_limits(1)
+
+
+def outcomes(
+    policy: Any,
+    task: str,
+    episodes: int,
+    seed: int,
+    range_scale: float = 1.0,
+    bound_gripper: bool = False,
+) -> dict[str, Any]:
     spec = parse_task(task)
     if len(spec.kinds) != 1:
         raise ValueError(f"outcomes are defined for single-object tasks, not {task!r}")
     target = spec.kinds[0]
     env = envs.make_env("garbage_sort", tasks="all", **policy.meta.get("env_kwargs", {}))
     inner = env.unwrapped
+    act = {"bin_limits": range_limits(policy, env, range_scale, bound_gripper)} if range_scale < 1 else None
     counts: Counter[str] = Counter()
     grasp_steps: dict[str, list[int]] = {o: [] for o in OUTCOMES}
     at_grasp: list[dict[str, Any]] = []
@@ -128,7 +149,9 @@ def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]
                     track["lift"] = track["step"] - track["target_step"]
                 track["target"] = track["target"] or held == target
 
-            r = run_episode(policy, env, seed=seed + e, options={"task": task}, on_step=on_step)
+            r = run_episode(
+                policy, env, seed=seed + e, options={"task": task}, act_kwargs=act, on_step=on_step
+            )
             o = classify(r.success, track["first"], track["target"], inner.location(target), target)
             counts[o] += 1
             if track["grasp_step"] is not None:
@@ -141,6 +164,8 @@ def outcomes(policy: Any, task: str, episodes: int, seed: int) -> dict[str, Any]
     return {
         "task": task,
         "episodes": episodes,
+        "range_scale": range_scale,
+        "bound_gripper": bound_gripper,
         "counts": {o: counts[o] for o in OUTCOMES},
         "mean_first_grasp_step": {o: float(np.mean(v)) for o, v in grasp_steps.items() if v},
         "grasped": len(at_grasp),
@@ -184,9 +209,19 @@ def main() -> None:
     ap.add_argument(
         "--first-step", type=int, default=0, help="fresh starts per task for the first-step check"
     )
+    ap.add_argument(
+        "--range-scale", type=float, default=1.0, help="act inside a cautious range of this fraction"
+    )
+    ap.add_argument("--bound-gripper", action="store_true", help="--range-scale bounds the gripper too")
     a = ap.parse_args()
+    if not 0 < a.range_scale <= 1:
+        ap.error(f"--range-scale must be in (0, 1], got {a.range_scale}")
     policy = QTransformerPolicy.from_checkpoint(a.checkpoint)
-    res = [outcomes(policy, t, a.episodes, a.seed) for t in a.task] if a.episodes else []
+    res = (
+        [outcomes(policy, t, a.episodes, a.seed, a.range_scale, a.bound_gripper) for t in a.task]
+        if a.episodes
+        else []
+    )
     for r in res:
         print(r["task"], r["counts"], "at the grasp:", r["at_grasp"])
     out: dict[str, Any] = {"checkpoint": a.checkpoint, "results": res}

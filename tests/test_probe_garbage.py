@@ -70,3 +70,23 @@ def test_grasp_choice_reads_the_z_command_of_both_heads() -> None:
     c = grasp_choice(policy, state, "lift it", stay_z=0.2)  # with 8 bins the nearest to 0 are +-0.125
     assert c["support_lift"] > 0.99  # the support head favours lifting...
     assert c["q_lift_minus_stay"] < -0.9  # ...and the Q head staying (sigmoid Q: ~0.007 against ~0.993)
+
+
+def test_range_limits_bound_the_motion_and_leave_the_gripper_unless_asked() -> None:
+    from envs.garbage_sort import GRIPPER_DIM
+    from qtransformer.bins import ActionBins
+    from qtransformer.model import QTransformer
+    from qtransformer.policy import QTransformerPolicy
+    from scripts.garbage_outcomes import range_limits
+    from tests.finetune.test_finetune import _RecordingEncoder
+    from tests.qtransformer.helpers import tiny_config
+
+    env = envs.make_env("garbage_sort")
+    model = QTransformer(tiny_config(state_dim=STATE_DIM, action_dim=4))
+    policy = QTransformerPolicy(model, ActionBins([-1] * 4, [1] * 4, 256), _RecordingEncoder())
+    lo, hi = range_limits(policy, env, 0.5)
+    assert lo.shape == (1, 4) and (lo[0, GRIPPER_DIM], hi[0, GRIPPER_DIM]) == (0, 255)
+    assert np.all(lo[0, :3] == 64) and np.all(hi[0, :3] == 192)
+    lo, hi = range_limits(policy, env, 0.5, bound_gripper=True)
+    assert (lo[0, GRIPPER_DIM], hi[0, GRIPPER_DIM]) == (64, 192)
+    env.close()
