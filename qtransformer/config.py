@@ -243,9 +243,12 @@ class LossConfig:
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
     online_alpha: float | None = None
-    """Its weight on samples collected online while fine-tuning (None: ``alpha``). A bin the policy
-    overrates online gets tried and corrected, but on Navigate switching the term off there made
-    fine-tuning worse (docs/results.md, section 3)."""
+    """Its weight on samples collected online while fine-tuning (None: ``alpha``; fine-tuning resolves
+    None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term pushes down every bin the agent did not
+    take, so it teaches the agent its own habits: a hand that holds still after a grasp makes lifting
+    look worse there each time. Without a support head, switching it off made Navigate's fine-tuning
+    worse (the bins practice never took were overrated); with the head trained on the prior data, the
+    Q-function's max runs only over the bins that data supports (docs/results.md, section 3)."""
     min_return: float = 0.0
     """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
@@ -271,10 +274,13 @@ class LossConfig:
     ``min_return``), so that the Q-function chooses among what succeeded rather than among everything
     the data did (filtered behaviour cloning as the support)."""
     behavior_online: bool = True
-    """Train the support head on samples collected online while fine-tuning too (``batch.online``).
-    Practice episodes are acted with exploration (random bins, APRL's narrowed range), so even the
-    successful ones teach the head noisier bins than the data it was pretrained on; False keeps it to
-    the prior data, and the Q-function learns the new task among the bins that data supports."""
+    """Train the support head on samples collected online while fine-tuning too (``batch.online``;
+    fine-tuning's default is False, ``FinetuneArgs.loss``). Practice episodes are acted with
+    exploration (random bins, APRL's narrowed range), so even the successful ones teach the head
+    noisier bins than the data it was pretrained on, and whatever habit practice has (a GarbageSort
+    success that held the object still for 30 steps moved the head's mass from lifting to staying);
+    False keeps it to the prior data, and the Q-function learns the new task among the bins that data
+    supports."""
     behavior_cloning: bool = False
     """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
     bin_smoothing: float = 0.0

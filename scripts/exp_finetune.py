@@ -63,7 +63,8 @@ def main() -> None:
         "--online-alpha",
         type=float,
         default=None,
-        help="conservative weight on online samples (LossConfig.online_alpha; default: the fine-tuning default)",
+        help="conservative weight on online samples (LossConfig.online_alpha; default: the fine-tuning default, "
+        "0 with a support head)",
     )
     ap.add_argument(
         "--instruction-prob",
@@ -74,9 +75,11 @@ def main() -> None:
     )
     ap.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     ap.add_argument(
-        "--no-online-support",
-        action="store_true",
-        help="train the support head on the prior data only (LossConfig.behavior_online=False)",
+        "--online-support",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train the support head on practice samples too (LossConfig.behavior_online; "
+        "default: the fine-tuning default, off)",
     )
     ap.add_argument(
         "--bin-smoothing", type=float, default=0.0, help="LossConfig.bin_smoothing (as the pretraining's)"
@@ -128,9 +131,9 @@ def main() -> None:
                     FinetuneArgs().loss,
                     timeout_is_failure=args.timeout_is_failure,
                     double_q=args.double_q,
-                    behavior_online=not args.no_online_support,
                     bin_smoothing=args.bin_smoothing,
                     **({} if args.online_alpha is None else {"online_alpha": args.online_alpha}),
+                    **({} if args.online_support is None else {"behavior_online": args.online_support}),
                 ),
                 optim=dataclasses.replace(FinetuneArgs().optim, lr=args.lr, warmup_steps=args.warmup),
                 exploration=ExplorationConfig(

@@ -140,6 +140,17 @@ def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
         value_scale(LossConfig(gamma=0.95), {"gamma": 0.9})
 
 
+def test_practice_samples_keep_the_conservative_term_only_without_a_support_head():
+    from finetune.train import practice_loss
+    from qtransformer.config import LossConfig
+
+    default = FinetuneArgs().loss
+    assert not default.behavior_online and default.online_alpha is None
+    assert practice_loss(default, support_head=True).online_alpha == 0.0
+    assert practice_loss(default, support_head=False).online_alpha is None  # alpha, as offline
+    assert practice_loss(LossConfig(online_alpha=0.5), support_head=True).online_alpha == 0.5  # as set
+
+
 class _RecordingEncoder:
     """Stands in for the text encoder and remembers which instructions the policy was given."""
 
