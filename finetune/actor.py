@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from finetune.aprl import AprlConfig, CautiousRange
+from finetune.aprl import AprlConfig, CautiousRange, env_exempt_dims
 from finetune.episode import Episode
 from qtransformer.exploration import Boltzmann, EpsilonGreedy
 from qtransformer.model import BinSelector
@@ -86,8 +86,9 @@ class Actor:
         self.policy, self.env, self.task, self.exploration = policy, env, task, exploration
         self.instructions = list(instructions)
         state_dim = policy.model.cfg.state_dim
-        exempt = getattr(env.unwrapped, "CAUTIOUS_EXEMPT_DIMS", ())
-        self.cautious = CautiousRange(aprl, policy.bins, state_dim, seed=seed, exempt_dims=exempt)
+        self.cautious = CautiousRange(
+            aprl, policy.bins, state_dim, seed=seed, exempt_dims=env_exempt_dims(env)
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
         self.episodes = 0

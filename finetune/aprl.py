@@ -81,6 +81,12 @@ class AprlConfig:
             raise ValueError(f"exempt_dims must be action dimension indices >= 0, got {self.exempt_dims}")
 
 
+def env_exempt_dims(env: object) -> tuple[int, ...]:
+    """The action dimensions an env asks cautious exploration to leave unbounded (``CAUTIOUS_EXEMPT_DIMS``
+    of the unwrapped env; none for an env that declares nothing)."""
+    return tuple(getattr(getattr(env, "unwrapped", env), "CAUTIOUS_EXEMPT_DIMS", ()))
+
+
 class DynamicsEnsemble(nn.Module):
     """Predicts the state change from (state, action); members differ by initialisation and data order."""
 

@@ -244,9 +244,9 @@ class LossConfig:
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
     online_alpha: float | None = None
     """Its weight on samples collected online while fine-tuning (None: ``alpha``; fine-tuning resolves
-    None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term pushes down every bin the agent did not
-    take, so it teaches the agent its own habits: a hand that holds still after a grasp makes lifting
-    look worse there each time. Without a support head, switching it off made Navigate's fine-tuning
+    None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term
+    pushes down every bin the agent did not take, so it teaches the agent its own habits: a hand that
+    holds still after a grasp makes lifting look worse there each time. Without a support head, switching it off made Navigate's fine-tuning
     worse (the bins practice never took were overrated); with the head trained on the prior data, the
     Q-function's max runs only over the bins that data supports (docs/results.md, section 3)."""
     min_return: float = 0.0

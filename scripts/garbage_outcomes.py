@@ -42,7 +42,7 @@ import torch
 
 import envs
 from envs.garbage_sort import parse_task
-from finetune.aprl import AprlConfig, CautiousRange
+from finetune.aprl import AprlConfig, CautiousRange, env_exempt_dims
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.rollout import run_episode
 
@@ -101,7 +101,7 @@ def range_limits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bin limits (1, D) of a cautious range held at ``scale`` (the dimensions the env exempts stay full)."""
     cfg = AprlConfig(initial_scale=scale, min_scale=min(scale, 0.1))
-    exempt = () if bound_gripper else getattr(env.unwrapped, "CAUTIOUS_EXEMPT_DIMS", ())
+    exempt = () if bound_gripper else env_exempt_dims(env)
     return CautiousRange(cfg, policy.bins, policy.model.cfg.state_dim, exempt_dims=exempt).bin_limits(1)
 
 
