@@ -39,7 +39,12 @@ def main() -> None:
     ap.add_argument("--prior-data", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--env-steps", type=int, default=5000)
-    ap.add_argument("--utd", type=float, default=1.0)
+    ap.add_argument(
+        "--utd",
+        type=float,
+        default=FinetuneArgs.utd,
+        help="gradient steps per environment step (FinetuneArgs.utd)",
+    )
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument(
