@@ -246,9 +246,10 @@ class LossConfig:
     """Its weight on samples collected online while fine-tuning (None: ``alpha``; fine-tuning resolves
     None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term
     pushes down every bin the agent did not take, so it teaches the agent its own habits: a hand that
-    holds still after a grasp makes lifting look worse there each time. Without a support head, switching it off made Navigate's fine-tuning
-    worse (the bins practice never took were overrated); with the head trained on the prior data, the
-    Q-function's max runs only over the bins that data supports (docs/results.md, section 3)."""
+    holds still after a grasp makes lifting look worse there each time. Without a support head,
+    switching it off made Navigate's fine-tuning worse (the bins practice never took were overrated);
+    with the head trained on the prior data, the Q-function's max runs only over the bins that data
+    supports (docs/results.md, section 3)."""
     min_return: float = 0.0
     """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
