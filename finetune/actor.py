@@ -10,7 +10,6 @@ possibly on another machine (``run_actor_process``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,18 +38,10 @@ class ExplorationConfig:
     """Environment steps of linear decay."""
     temperature: float = 0.02
     """Boltzmann temperature (Q-values lie in [0, 1])."""
-    instruction_prob: float = 0.0
-    """Probability that a practice episode is acted out on another instruction the pretrained policy
-    knows (one of the prior data's, drawn uniformly), while it is recorded and rewarded under the task
-    being practised. Random bins rarely carry a robot to a goal its greedy policy misses; another skill
-    it already has (driving to some other landmark, picking some other object) often does, and
-    Q-learning is off-policy, so those episodes teach the new task like any other."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.epsilon_end <= 1 and 0 <= self.epsilon_start <= 1):
             raise ValueError("epsilon_start and epsilon_end must be in [0, 1]")
-        if not 0 <= self.instruction_prob <= 1:
-            raise ValueError(f"instruction_prob must be in [0, 1], got {self.instruction_prob}")
         if self.decay_steps < 1 or self.temperature <= 0:
             raise ValueError("decay_steps must be >= 1 and temperature > 0")
 
@@ -75,16 +66,8 @@ class Actor:
         exploration: ExplorationConfig,
         aprl: AprlConfig,
         seed: int = 0,
-        instructions: Sequence[str] = (),
     ):
-        """``instructions``: the skills ``exploration.instruction_prob`` may act on (the prior data's)."""
-        if exploration.instruction_prob > 0 and not instructions:
-            raise ValueError(
-                "exploration.instruction_prob > 0 needs instructions the policy knows to act on "
-                "(fine-tuning takes them from the prior data): give prior data or set it to 0"
-            )
         self.policy, self.env, self.task, self.exploration = policy, env, task, exploration
-        self.instructions = list(instructions)
         state_dim = policy.model.cfg.state_dim
         self.cautious = CautiousRange(
             aprl, policy.bins, state_dim, seed=seed, exempt_dims=env_exempt_dims(env)
@@ -101,7 +84,7 @@ class Actor:
 
     def needs_undo(self) -> bool:
         """Reset-free practice: the target task cannot start from the world as it is now, so the next
-        episode is one of the task graph's undo tasks (no other instruction is tried on it)."""
+        episode is one of the task graph's undo tasks."""
         env = self.env.unwrapped
         return (
             bool(getattr(env, "reset_free", False))
@@ -113,13 +96,6 @@ class Actor:
         """One episode of practice; returns it with its statistics. In reset-free mode an episode may be
         one of the task graph's undo tasks (``stats["undo"]``), recorded under that task."""
         select = self.exploration.selector(env_steps, self.generator)
-        undo = self.needs_undo()
-        command = None
-        p = self.exploration.instruction_prob
-        if not undo and p > 0 and torch.rand(1, generator=self.generator).item() < p:
-            command = self.instructions[
-                int(torch.randint(len(self.instructions), (1,), generator=self.generator))
-            ]
 
         def act_kwargs() -> dict[str, Any]:
             kw: dict[str, Any] = {"select": select} if select is not None else {}
@@ -140,7 +116,6 @@ class Actor:
             act_kwargs=act_kwargs,
             on_step=on_step,
             keep_trajectory=True,
-            act_instruction=command,
         )
         self.episodes += 1
         if self.cautious.cfg.enabled and self.episodes % 5 == 1:
@@ -165,7 +140,6 @@ class Actor:
             "human_reset": bool(r.reset_info.get("human_reset_needed", False)),
             "action_scale": float(np.mean(self.cautious.scale)),
             "epsilon": self.exploration.epsilon(env_steps) if self.exploration.kind == "epsilon" else 0.0,
-            "other_instruction": command is not None,
             "undo": r.task != self.task,
         }
         return ep, stats

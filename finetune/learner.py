@@ -1,4 +1,8 @@
-"""The learner: the shared ``train_step`` on RLPD-mixed batches, at a configurable update-to-data ratio."""
+"""The learner: the shared ``train_step`` on RLPD-mixed batches, at a configurable update-to-data ratio.
+
+It runs on the Accelerate device (a GPU when one is present, else the CPU); the weights it publishes
+to actors are CPU copies, so an actor never needs the learner's device.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ class Learner:
         self, model: QTransformer, cfg: TrainConfig, bins: ActionBins, encoder: TextEncoder, seed: int = 0
     ):
         self.cfg, self.bins, self.encoder = cfg, bins, encoder
-        self.acc = Accelerator(cpu=True)
-        self.target = make_target(model)
+        self.acc = Accelerator()
+        self.target = make_target(model).to(self.acc.device)
         optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(optimizer, cfg.optim)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
@@ -42,7 +46,7 @@ class Learner:
         return {k: float(v) for k, v in terms.items()}
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.acc.unwrap_model(self.model).state_dict().items()}
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.acc.unwrap_model(self.model).state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +59,7 @@ class Learner:
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.acc.unwrap_model(self.model).load_state_dict(d["model"])
+        self.acc.unwrap_model(self.model).load_state_dict(d["model"])  # copied onto the model's device
         self.target.load_state_dict(d["target"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.scheduler.load_state_dict(d["scheduler"])

@@ -62,6 +62,9 @@ class DatagenArgs:
     """Environment to collect in."""
     out: Path = Path("runs/data/garbage_sort")
     """Dataset directory (created; re-running with the same arguments resumes or returns at once)."""
+    recipe: str | None = None
+    """Recipe whose dataset these defaults are (``scripts/recipes.py``; the CLI picks the env's). A size
+    given on the command line (``--preset``, ``--episodes``, ``--transitions``) replaces the recipe's."""
     preset: Literal["tiny", "small", "large"] = "small"
     """Size: tiny (6 episodes, tests), small (300 episodes, the demo), large (>= 1,000,000 transitions)."""
     episodes: int | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 # name -> (module, arguments dataclass, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -45,17 +46,34 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+RECIPE_COMMANDS = ("datagen", "pretrain", "finetune")
+"""Commands whose defaults are a recipe (``scripts/recipes.py``)."""
+
+
 def _usage() -> str:
     lines = ["usage: qt <command> [--help] [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
+def parse_args(name: str, argv: list[str]) -> Any:
+    """The arguments dataclass of ``qt <name> argv``, parsed against the command's recipe defaults."""
+    import tyro
+
+    module_name, args_name, _, help_ = COMMANDS[name]
+    args_cls = getattr(importlib.import_module(module_name), args_name)
+    default = None
+    if name in RECIPE_COMMANDS:
+        from scripts.recipes import cli_defaults
+
+        # The recipe of the env (or --recipe) is the default that the command line is parsed against.
+        default = cli_defaults(name, argv)
+    return tyro.cli(args_cls, args=argv, prog=f"qt {name}", description=help_, default=default)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one command. Returns None: the console script passes the return value to ``sys.exit``, where
     anything else (a command's path or summary) would print it and end with exit status 1."""
-    import tyro
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -64,11 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"qt: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
-    module_name, args_name, run_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    args_cls = getattr(module, args_name)
-    args = tyro.cli(args_cls, args=rest, prog=f"qt {name}", description=help_)
-    getattr(module, run_name)(args)
+    args = parse_args(name, rest)
+    module_name, _, run_name, _ = COMMANDS[name]
+    getattr(importlib.import_module(module_name), run_name)(args)
 
 
 if __name__ == "__main__":

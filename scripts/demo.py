@@ -17,39 +17,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from qtransformer.config import LossConfig, ModelConfig, OptimConfig
 from scripts.plots import plot_success_curves
-
-DEMO_NAVIGATE_HZ = 4.0
 
 
 @dataclass
 class DemoArgs:
-    """The end-to-end demo. Defaults finish in about 5 minutes on 2 CPU cores."""
+    """The end-to-end demo on the env's recipe (``scripts/recipes.py``) at a small budget. The Navigate
+    defaults finish in a few minutes on 2 CPU cores."""
 
     env: Literal["garbage_sort", "navigate"] = "navigate"
-    """Env of the demo."""
+    """Env of the demo (its recipe supplies every setting not listed here)."""
     out: str = "runs/demo"
     """Report folder (and the run's data, checkpoints and logs below it)."""
-    episodes: int = 1500
-    """Episodes of prior data to generate (fewer make a weaker pretrained policy: docs/results.md, section 4)."""
-    pretrain_steps: int = 2000
-    """Offline gradient steps."""
+    episodes: int | None = None
+    """Episodes of prior data to generate; None = the recipe's (Navigate 1,500; GarbageSort 20,000)."""
+    pretrain_steps: int | None = None
+    """Offline gradient steps; None = the recipe's (Navigate 2,000; GarbageSort 48,000)."""
     finetune_env_steps: int = 1000
     """Online environment steps on the held-out task."""
     eval_episodes: int = 5
-    """Evaluation episodes per training task (20 tasks, two phrasing sets)."""
+    """Evaluation episodes per training task (two phrasing sets)."""
     heldout_episodes: int = 20
-    """Evaluation episodes of the one held-out task: before and after fine-tuning, and at every point of
-    the fine-tuning curve (with 5, one episode moves the rate by 20 points)."""
-    control_hz: float | None = None
-    """Navigate's control rate; None picks 4 Hz, where each decision matters more than at the env's
-    10 Hz and the Q-Transformer learns more from the same episodes (docs/results.md, section 2).
-    The policy and fine-tuning take the rate from the data. GarbageSort always runs at its own rate."""
-    support_tau: float = 0.3
-    """Support constraint of the Q-Transformer (``ModelConfig.support_tau``): every max over bins only
-    among the bins a second head, trained on the successful episodes, finds likely. 0 is the paper's
-    plain max over all bins (docs/results.md, section 3: 60% -> 75% zero-shot on the held-out landmark)."""
+    """Evaluation episodes of the held-out task: before and after fine-tuning, and at every point of
+    the fine-tuning curve."""
     workers: int = 2
     """Data-generation processes."""
     seed: int = 0
@@ -73,49 +63,30 @@ def record_gif(policy: Any, env_name: str, task: str, path: Path, seed: int) -> 
 
 def run_demo(args: DemoArgs) -> dict[str, Any]:
     from envs import tasks as env_tasks
-    from finetune.train import EVAL_SEED, FinetuneArgs, run_finetune
-    from pretrain.datagen import DatagenArgs, run_datagen
+    from finetune.train import EVAL_SEED, run_finetune
+    from pretrain.datagen import run_datagen
     from pretrain.evaluate import evaluate_policy, task_ids
-    from pretrain.train import PretrainArgs, run_pretrain
+    from pretrain.train import run_pretrain
     from qtransformer.policy import QTransformerPolicy
+    from scripts.recipes import datagen_args, finetune_args, pretrain_args
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = _stage("1/5 generate prior data with the scripted experts")
-    control_hz = args.control_hz
-    if control_hz is None and args.env == "navigate":
-        control_hz = DEMO_NAVIGATE_HZ
+    sizes = {} if args.episodes is None else {"episodes": args.episodes}
     data = run_datagen(
-        DatagenArgs(
-            env=args.env,
-            out=out / "data",
-            episodes=args.episodes,
-            workers=args.workers,
-            control_hz=control_hz,
-            seed=args.seed,
-        )
+        datagen_args(args.env, out=out / "data", workers=args.workers, seed=args.seed, **sizes)
     )
     timings["datagen_s"] = time.perf_counter() - t
 
     t = _stage("2/5 pretrain offline (conservative Q-learning)")
-    model = ModelConfig(d_model=128, n_layers=2, n_heads=4, head_layernorm=True, support_tau=args.support_tau)
+    pre_args = pretrain_args(args.env, str(data), out=str(out / "pretrain"), save_every=500, seed=args.seed)
+    if args.pretrain_steps is not None:
+        pre_args = dataclasses.replace(pre_args, steps=args.pretrain_steps)
     if args.tiny:
-        model = ModelConfig(d_model=32, n_layers=1, n_heads=2, support_tau=args.support_tau)
-    run_pretrain(
-        PretrainArgs(
-            dataset=str(data),
-            out=str(out / "pretrain"),
-            model=model,
-            loss=LossConfig(),
-            optim=OptimConfig(lr=1e-3, warmup_steps=100),
-            steps=args.pretrain_steps,
-            batch_size=128,
-            save_every=500,
-            log_every=50,
-            seed=args.seed,
-        )
-    )
+        pre_args.model = dataclasses.replace(pre_args.model, d_model=32, n_layers=1, n_heads=2)
+    run_pretrain(pre_args)
     timings["pretrain_s"] = time.perf_counter() - t
 
     t = _stage("3/5 evaluate the pretrained policy")
@@ -131,15 +102,13 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
 
     t = _stage(f"4/5 fine-tune online on the held-out task {heldout_task!r}")
     ft = run_finetune(
-        FinetuneArgs(
-            env=args.env,
+        finetune_args(
+            args.env,
             task=heldout_task,
             pretrained=str(out / "pretrain" / "policy"),
             prior_data=str(data),
             out=str(out / "finetune"),
             env_steps=args.finetune_env_steps,
-            utd=1.0,
-            batch_size=64,
             eval_every=max(1, args.finetune_env_steps // 5),
             eval_episodes=args.heldout_episodes,
             seed=args.seed,
@@ -182,26 +151,6 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     return results
 
 
-REFERENCE_FIGURES = {
-    "navigate": [
-        "- pretraining on the same 1,500 episodes at 4 Hz with the support constraint: 86-87% on the training "
-        "tasks over 100 episodes (without the constraint 51%; behaviour cloning of the successful episodes 87%);",
-        "- fine-tuning on the held-out landmark (40 episodes per point): zero-shot 82.5%; over 20,000 steps "
-        "82.5-92.5% (87% mean) with practice kept out of the conservative term and the support head (the "
-        "defaults), 73-84% before; from scratch with the same prior data 39% mean, without it 9%. Reset-free "
-        "practice: 88 resets by a person against 923 episodes, at 75% against 80% mean success.",
-    ],
-    "garbage_sort": [
-        "- pretraining on 20,000 episodes with jittered starts: the Q-Transformer on the successful episodes "
-        "86% on the training tasks after 24,000 steps, 95% after 48,000; fine-tuning on a held-out pair at "
-        "lr 1e-5 over 20,000 steps, on 200 fresh starts: 77.5% zero-shot -> 81.5% (24,000-step policy), "
-        "88.5% -> 88.5% (48,000); from scratch with the same prior data 25% (practice kept out of the "
-        "conservative term and the support head; with it in both the policy collapsed to 0-20%).",
-    ],
-}
-"""Figures of the larger runs in docs/results.md (sections 2-3), quoted in the report for comparison."""
-
-
 def _report(r: dict[str, Any]) -> str:
     pct = lambda x: f"{100 * x:.0f}%"  # noqa: E731
     n_train, n_held = (
@@ -227,10 +176,8 @@ def _report(r: dict[str, Any]) -> str:
             f"({', '.join(f'{k[:-2]} {v:.0f}s' for k, v in r['timings_s'].items())}).",
             "",
             "Files: `curve.png` (success vs fine-tuning steps), `rollout_before.gif`, `rollout_after.gif`, `results.json`.",
-            "This is the small CPU budget (minutes on 2 cores); one episode of 20 is 5 points. What the larger runs reach, measured in docs/results.md (scripts/exp_pretrain.py and "
-            "scripts/exp_finetune.py run them):",
-            "",
-            *REFERENCE_FIGURES[r["env"]],
+            "This is the recipe at a small budget (minutes on 2 cores). What the recipe reaches at its full "
+            "budget, with the commands that measure it, is in docs/results.md.",
             "",
         ]
     )

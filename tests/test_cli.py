@@ -50,7 +50,6 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
         "16",
         "--save-every",
         "2",
-        "--no-progress",
         *TINY_MODEL,
     )
     return {"root": root, "data": data, "policy": run / "policy", "run": run}
@@ -93,7 +92,6 @@ def test_finetune(pipeline):
         "30",
         "--eval-episodes",
         "1",
-        "--no-progress",
     )
     s = json.loads((out / "summary.json").read_text())
     assert s["env_steps"] >= 60 and s["updates"] >= 30 and s["prior_episodes"] > 0

@@ -129,7 +129,7 @@ def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
 
 
 def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
-    from finetune.train import value_scale
+    from finetune.builder import value_scale
     from qtransformer.config import LossConfig
 
     adopted = value_scale(LossConfig(alpha=0.5), {"gamma": 0.9, "min_return": 0.0, "alpha": 2.0})
@@ -141,7 +141,7 @@ def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
 
 
 def test_practice_samples_keep_the_conservative_term_only_without_a_support_head():
-    from finetune.train import practice_loss
+    from finetune.builder import practice_loss
     from qtransformer.config import LossConfig
 
     default = FinetuneArgs().loss
@@ -166,7 +166,7 @@ class _RecordingEncoder:
         return torch.zeros(len(texts), self.dim)
 
 
-def _recording_actor(instruction_prob: float, instructions: tuple[str, ...]):
+def _recording_actor():
     from finetune.actor import Actor, ExplorationConfig
     from qtransformer.bins import ActionBins
     from qtransformer.model import QTransformer
@@ -177,51 +177,8 @@ def _recording_actor(instruction_prob: float, instructions: tuple[str, ...]):
     encoder = _RecordingEncoder()
     model = QTransformer(tiny_config(state_dim=2, action_dim=2))
     policy = QTransformerPolicy(model, ActionBins([-1, -1], [1, 1], 8), encoder)
-    exploration = ExplorationConfig(epsilon_start=0.0, epsilon_end=0.0, instruction_prob=instruction_prob)
-    actor = Actor(
-        policy, ReachEnv(), "go_middle", exploration, AprlConfig(enabled=False), instructions=instructions
-    )
-    return actor, encoder
-
-
-@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
-def test_exploring_with_other_instructions_acts_on_them_but_records_the_task(prob):
-    actor, encoder = _recording_actor(prob, ("go left", "go right"))
-    acted_on_other = 0
-    for _ in range(20):
-        encoder.seen.clear()
-        ep, stats = actor.collect(env_steps=0)
-        # Recorded (and rewarded) under the practised task, whatever the policy was told.
-        assert ep.task == "go_middle" and ep.instruction == "go to the middle"
-        told = set(encoder.seen)
-        assert len(told) == 1 and len(encoder.seen) == len(ep)  # one instruction for the whole episode
-        assert stats["other_instruction"] == (told != {"go to the middle"})
-        if stats["other_instruction"]:
-            assert told <= {"go left", "go right"}
-        acted_on_other += stats["other_instruction"]
-    if prob == 0.0:
-        assert acted_on_other == 0
-    elif prob == 1.0:
-        assert acted_on_other == 20
-    else:
-        assert 3 <= acted_on_other <= 17  # Binomial(20, 0.5) lies here with probability > 0.997
-
-
-def test_exploring_with_other_instructions_needs_some_and_a_probability():
-    from finetune.actor import ExplorationConfig
-
-    with pytest.raises(ValueError, match="needs instructions the policy knows"):
-        _recording_actor(0.3, ())
-    with pytest.raises(ValueError, match="instruction_prob must be in"):
-        ExplorationConfig(instruction_prob=1.5)
-
-
-def test_the_instructions_to_explore_with_are_the_prior_datas(pretrained, tmp_path):
-    from finetune.train import known_instructions
-
-    assert known_instructions(FinetuneArgs(prior_data=str(pretrained["data"]))) == ["go left", "go right"]
-    assert known_instructions(FinetuneArgs(prior_data=None)) == []
-    assert known_instructions(FinetuneArgs(prior_data=str(tmp_path / "absent"))) == []
+    exploration = ExplorationConfig(epsilon_start=0.0, epsilon_end=0.0)
+    return Actor(policy, ReachEnv(), "go_middle", exploration, AprlConfig(enabled=False)), encoder
 
 
 def test_from_scratch_normalize_state_takes_the_prior_datas_statistics(pretrained, tmp_path):
@@ -229,7 +186,7 @@ def test_from_scratch_normalize_state_takes_the_prior_datas_statistics(pretraine
 
     import torch
 
-    from finetune.train import make_policy
+    from finetune.builder import make_policy
 
     model = ModelConfig(d_model=32, n_layers=1, n_heads=2, normalize_state=True)
     args = dataclasses.replace(_args(pretrained, tmp_path / "s", model=model), pretrained=None)
@@ -286,7 +243,36 @@ def test_a_human_reset_is_read_from_the_reset_not_the_last_step():
             obs, info = super().reset(seed=seed, options=options)
             return obs, {**info, "human_reset_needed": True}
 
-    actor, _ = _recording_actor(0.0, ())
+    actor, _ = _recording_actor()
     actor.env = RebuiltEveryTime()
     _, stats = actor.collect(env_steps=0)
     assert stats["human_reset"] and not stats["undo"]
+
+
+def test_scratch_init_keeps_the_pretrained_shape_and_input_statistics_with_new_weights(tmp_path):
+    """``init="scratch"``: the from-scratch baseline at equal architecture, bins and input scaling."""
+    import torch
+
+    from finetune.builder import INPUT_STATS, make_policy
+    from qtransformer.bins import ActionBins
+    from qtransformer.checkpoint import save_policy_checkpoint
+    from qtransformer.model import QTransformer
+    from tests.qtransformer.helpers import tiny_config
+
+    cfg = tiny_config(state_dim=2, action_dim=2, text_dim=384, normalize_state=True)
+    trained = QTransformer(cfg)
+    trained.set_state_stats([0.3, -0.2], [2.0, 0.5])
+    bins = ActionBins([-1, -1], [1, 1], cfg.num_bins)
+    save_policy_checkpoint(tmp_path / "p", trained, bins, "default", {"env": "navigate", "env_kwargs": {}})
+    args = FinetuneArgs(
+        env="navigate", pretrained=str(tmp_path / "p"), init="scratch", out=str(tmp_path / "o")
+    )
+    policy, encoder = make_policy(args, FAKE)
+    assert policy.model.cfg == cfg and encoder == "default"
+    assert policy.bins.num_bins == bins.num_bins
+    new, old = policy.model.state_dict(), trained.state_dict()
+    for k in INPUT_STATS:
+        assert torch.equal(new[k], old[k]), k
+    learnt = [k for k in new if k.endswith("weight") and "norm" not in k]  # randomly initialised
+    assert learnt and all(not torch.equal(new[k], old[k]) for k in learnt)
+    assert "loss" not in policy.meta  # nothing of the pretrained values is kept

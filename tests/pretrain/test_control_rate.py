@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.train import FinetuneArgs, env_settings
+from finetune.builder import env_settings
+from finetune.train import FinetuneArgs
 from pretrain.datagen import DatagenArgs, run_datagen
 from pretrain.dataset import DatasetMeta
 from pretrain.train import dataset_meta
@@ -33,16 +34,6 @@ def test_datagen_records_the_rate_and_consumers_reuse_it(tmp_path: Path) -> None
 def test_control_rate_is_navigate_only() -> None:
     with pytest.raises(ValueError, match="navigate env only"):
         DatagenArgs(env="garbage_sort", control_hz=5)
-
-
-def test_explicit_finetune_rate_must_agree(tmp_path: Path) -> None:
-    out = run_datagen(DatagenArgs(env="navigate", out=tmp_path / "d", preset="tiny", workers=1, control_hz=5))
-    scratch = FinetuneArgs(env="navigate", control_hz=5, out=str(tmp_path / "ft"))
-    assert env_settings(scratch, None) == {"control_hz": 5.0}  # no policy, no data: the argument decides
-    with pytest.raises(ValueError, match="control_hz differs"):
-        env_settings(FinetuneArgs(env="navigate", control_hz=4, prior_data=str(out)), None)
-    with pytest.raises(ValueError, match="navigate env only"):
-        env_settings(FinetuneArgs(env="garbage_sort", control_hz=4), None)
 
 
 def test_garbage_start_jitter_travels_with_the_data(tmp_path: Path) -> None:

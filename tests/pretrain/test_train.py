@@ -19,7 +19,7 @@ from qtransformer.policy import QTransformerPolicy
 
 from .synthetic import write_coded
 
-TINY = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2", "--no-progress"]
+TINY = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
 @pytest.fixture(scope="module")

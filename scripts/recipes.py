@@ -1,0 +1,204 @@
+"""Named recipes: the measured best settings per env and observation mode, as the commands' defaults.
+
+A recipe is what ``qt datagen``, ``qt pretrain`` and ``qt finetune`` run with when given only paths::
+
+    qt datagen  --env garbage_sort --out runs/data/garbage_sort
+    qt pretrain --dataset runs/data/garbage_sort --out runs/pretrain/garbage_sort
+    qt finetune --env garbage_sort --pretrained runs/pretrain/garbage_sort/policy \\
+        --prior-data runs/data/garbage_sort --out runs/finetune/garbage_sort
+
+``qt pretrain`` picks the recipe of the env its dataset was generated in, ``qt datagen`` and
+``qt finetune`` that of ``--env``; ``--recipe NAME`` picks one by name. Every option given on the
+command line is applied on top of the recipe, and ``--help`` shows the recipe's values as the defaults.
+From Python, :func:`pretrain_args` and :func:`finetune_args` build the same arguments.
+
+Where a recipe reads privileged information, its ``oracle`` field says which, and every figure made
+with it is labelled oracle (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetune.train import FinetuneArgs
+from pretrain.datagen import DatagenArgs
+from pretrain.train import PretrainArgs
+from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings of one env and observation mode, stage by stage."""
+
+    name: str
+    env: str
+    observation: str
+    """``state`` or ``pixels``."""
+    oracle: str | None
+    """What privileged information the recipe reads (None: only what a robot has)."""
+    datagen: dict[str, Any] = field(default_factory=dict)
+    """``DatagenArgs`` fields: the dataset the pretraining figures were measured on."""
+    pretrain: Callable[[], dict[str, Any]] = dict
+    """``PretrainArgs`` fields (nested configs as instances)."""
+    finetune: Callable[[], dict[str, Any]] = dict
+    """``FinetuneArgs`` fields."""
+
+
+def _small_model(**kw: Any) -> ModelConfig:
+    return ModelConfig(**{**MODEL_PRESETS["small"], **kw})
+
+
+def _navigate_pretrain() -> dict[str, Any]:
+    return dict(
+        model=_small_model(support_tau=0.3),
+        loss=LossConfig(behavior_weight=10.0),
+        optim=OptimConfig(lr=1e-3, warmup_steps=100, lr_schedule="cosine"),
+        steps=2000,
+        batch_size=128,
+    )
+
+
+def _navigate_finetune() -> dict[str, Any]:
+    base = FinetuneArgs()
+    return dict(
+        env="navigate",
+        utd=1.0,
+        loss=dataclasses.replace(base.loss, timeout_is_failure=True),
+        optim=dataclasses.replace(base.optim, lr=3e-4),
+        eval_every=2000,
+        eval_episodes=40,
+    )
+
+
+def _garbage_pretrain() -> dict[str, Any]:
+    from envs.garbage_sort import EXPERT_IGNORES
+
+    return dict(
+        model=_small_model(
+            support_tau=0.3,
+            normalize_state=True,
+            normalize_instruction=True,
+            state_ignore=EXPERT_IGNORES,  # oracle: the values the scripted expert does not read
+        ),
+        loss=LossConfig(behavior_weight=10.0, bin_smoothing=3.0),
+        optim=OptimConfig(lr=1e-3, warmup_steps=100, lr_schedule="cosine"),
+        steps=48_000,
+        batch_size=128,
+        success_only=True,
+    )
+
+
+def _garbage_finetune() -> dict[str, Any]:
+    base = FinetuneArgs()
+    return dict(
+        env="garbage_sort",
+        utd=2.0,
+        prior_success_only=True,
+        loss=dataclasses.replace(base.loss, timeout_is_failure=True, bin_smoothing=3.0),
+        optim=dataclasses.replace(base.optim, lr=1e-5),
+        eval_every=2000,
+        eval_episodes=20,
+    )
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            name="navigate",
+            env="navigate",
+            observation="state",
+            oracle="landmark positions in the state",
+            datagen=dict(episodes=1500, control_hz=4.0),
+            pretrain=_navigate_pretrain,
+            finetune=_navigate_finetune,
+        ),
+        Recipe(
+            name="garbage_sort",
+            env="garbage_sort",
+            observation="state",
+            oracle="object and bin poses in the state; reads only the values the scripted expert acts on "
+            "(envs.garbage_sort.EXPERT_IGNORES masked)",
+            datagen=dict(episodes=20_000, start_jitter=0.1),
+            pretrain=_garbage_pretrain,
+            finetune=_garbage_finetune,
+        ),
+    )
+}
+"""Every recipe by name. An env's default recipe has the env's name."""
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def datagen_args(recipe: str, **overrides: Any) -> DatagenArgs:
+    r = get_recipe(recipe)
+    return DatagenArgs(**{"env": r.env, "recipe": r.name, **r.datagen, **overrides})
+
+
+def pretrain_args(recipe: str, dataset: str, **overrides: Any) -> PretrainArgs:
+    r = get_recipe(recipe)
+    return PretrainArgs(**{"dataset": dataset, "recipe": r.name, **r.pretrain(), **overrides})
+
+
+def finetune_args(recipe: str, **overrides: Any) -> FinetuneArgs:
+    r = get_recipe(recipe)
+    return FinetuneArgs(**{"recipe": r.name, **r.finetune(), **overrides})
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (the last one wins), else None."""
+    found = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif a.startswith(name + "="):
+            found = a.split("=", 1)[1]
+    return found
+
+
+def dataset_env(root: str) -> str | None:
+    """The env a dataset was generated in (None when it has no readable metadata or several envs)."""
+    from pathlib import Path
+
+    if not Path(root, "meta", "info.json").exists():
+        return None
+    from pretrain.train import dataset_meta
+
+    return dataset_meta(root)["env"]
+
+
+SIZE_FLAGS = ("--preset", "--episodes", "--transitions")
+"""``qt datagen`` flags that set the dataset's size; one given on the command line replaces the recipe's."""
+
+
+def cli_defaults(command: str, argv: list[str]) -> Any | None:
+    """The recipe's arguments for ``qt <command> argv`` (the defaults tyro shows and parses against), or
+    None where no recipe applies (an env without one, a command without recipes, a missing dataset)."""
+    name = _flag(argv, "--recipe")
+    if command == "pretrain":
+        dataset = _flag(argv, "--dataset")
+        if name is not None:
+            get_recipe(name)
+        if dataset is None:
+            return None
+        name = name or dataset_env(dataset)
+        return pretrain_args(name, dataset) if name is not None and name in RECIPES else None
+    if command in ("datagen", "finetune"):
+        if name is not None:
+            get_recipe(name)  # an unknown name is an error, not a silent fall back
+        name = name or _flag(argv, "--env") or "garbage_sort"
+        if name not in RECIPES:
+            return None
+        if command == "finetune":
+            return finetune_args(name)
+        skip = {f.lstrip("-") for f in SIZE_FLAGS if _flag(argv, f) is not None}
+        r = get_recipe(name)
+        return DatagenArgs(env=r.env, recipe=r.name, **{k: v for k, v in r.datagen.items() if k not in skip})
+    return None
