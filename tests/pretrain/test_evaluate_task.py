@@ -1,6 +1,7 @@
 """``qt evaluate`` under the evaluation protocol: splits, report starts, statistics, recorded entries.
 
-The rollouts use a tiny untrained model in the real Navigate env with five-step episodes; the statistics and the summary file are checked on hand-made outcomes.
+The rollouts use a tiny untrained model in the real Navigate env with five-step episodes; the
+statistics and the summary file are checked on hand-made outcomes.
 """
 
 from __future__ import annotations
