@@ -103,7 +103,10 @@ def render_tables(entries: Sequence[dict[str, Any]]) -> str:
         missing = [k for k in ENTRY_KEYS if k not in e]
         if missing:
             raise ValueError(f"summary entry {i} ({e.get('name')!r}) lacks {missing}")
-    envs = sorted({e["env"] for e in entries}, key=lambda env: (list(ENV_TITLES).index(env) if env in ENV_TITLES else len(ENV_TITLES), env))
+    envs = sorted(
+        {e["env"] for e in entries},
+        key=lambda env: (list(ENV_TITLES).index(env) if env in ENV_TITLES else len(ENV_TITLES), env),
+    )
     blocks = []
     for env in envs:
         rows = [e for e in entries if e["env"] == env]
@@ -112,7 +115,7 @@ def render_tables(entries: Sequence[dict[str, Any]]) -> str:
         lines += [_row(e) for e in rows]
         notes = [n for n in map(_notes, rows) if n]
         if notes:
-            lines += [""] + notes
+            lines += ["", *notes]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "(no results recorded yet)"
 
