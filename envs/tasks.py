@@ -17,6 +17,8 @@ Navigate (``navigate``):
 Paraphrases of every task family are split into a TRAIN list and a HELD-OUT list, so success on
 unseen phrasings can be measured (``paraphrases="heldout"``). HELD-OUT TASKS are object/bin pairs and
 landmarks never used for pretraining; they exist for online fine-tuning (``tasks="heldout"``).
+For evaluation they are split further (``split_task_ids``): one *tuning* task that settings are chosen
+on and the *test* tasks that are only run for what is reported.
 """
 
 from __future__ import annotations
@@ -181,6 +183,28 @@ def train_task_ids(env_name: str) -> tuple[str, ...]:
 def heldout_task_ids(env_name: str) -> tuple[str, ...]:
     """Task ids kept out of pretraining, for online fine-tuning of ``env_name``."""
     return _split(env_name)[1]
+
+
+SPLITS: tuple[str, ...] = ("train", "tuning", "test")
+"""The evaluation protocol's task splits (issue #30)."""
+
+
+def split_task_ids(env_name: str, split: str) -> tuple[str, ...]:
+    """Task ids of one evaluation split of ``env_name``.
+
+    ``"train"``: the pretraining tasks. ``"tuning"``: the one held-out task every setting is chosen on
+    (the first held-out task, the one fine-tuning has been measured on so far). ``"test"``: the other
+    held-out tasks, run only for what is reported, so a reported figure never rests on the task the
+    settings were picked for.
+    """
+    train, heldout = _split(env_name)
+    if split == "train":
+        return train
+    if split == "tuning":
+        return heldout[:1]
+    if split == "test":
+        return heldout[1:]
+    raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
 def select_tasks(env_name: str, which: str) -> tuple[str, ...]:

@@ -1,50 +1,165 @@
-"""``qt evaluate``: success rate per task of a checkpoint's greedy policy in the MuJoCo envs.
+"""``qt evaluate``: a checkpoint's greedy success per task, and the evaluation protocol's reported figures.
 
-Evaluation seeds are disjoint from data-generation seeds. Training paraphrases and held-out paraphrases
-are reported separately, so that generalisation to unseen phrasings is visible.
+The protocol (issue #30) in one command: several checkpoints (one per training seed of one
+configuration), a task split (``envs.tasks.split_task_ids``: train, tuning or test) or one task, and a
+number of episodes per task per checkpoint, all played from the *report starts* (``REPORT_SEED``),
+which no training curve ever sees. The result gives, per task and overall, the mean success over
+training seeds, their spread, a 95% Wilson interval on the pooled episodes and the mean length of the
+successful episodes. ``--record NAME`` appends it to ``docs/results/summary.json``, from which
+``python -m scripts.results_table`` writes the tables of docs/results.md.
+
+A figure with fewer than ``PROTOCOL_EPISODES`` episodes per task or fewer than ``PROTOCOL_SEEDS``
+training seeds is still computed, but marked ``"protocol": false`` with the gaps named.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.rollout import evaluate
 
+TASK_SEED_STRIDE = 1000
+"""``rollout.evaluate`` starts episode ``e`` of its ``i``-th task from ``seed + 1000 * i + e``."""
+MAX_EPISODES = TASK_SEED_STRIDE
+"""More episodes per task than the stride would replay the next task's starts."""
+REPORT_SEED = 200_000
+"""First seed of the starts every reported rate is measured on. Task ``i`` of a split plays seeds
+``REPORT_SEED + 1000 * i + e`` (``e < episodes <= MAX_EPISODES``), so even GarbageSort's 34 tasks stay
+in [200,000, 234,000): below fine-tuning's curve, whose starts are ``finetune.train.EVAL_SEED + e``
+(500,000 upward, for any number of curve episodes), and above pretraining's evaluation blocks
+(``evaluate_policy``'s 100,000 + 1000 * i + e). Settings chosen on a curve are therefore never scored on
+the starts they were chosen on."""
+PROTOCOL_EPISODES = 100
+"""Episodes per task per checkpoint that a reported figure needs."""
+PROTOCOL_SEEDS = 3
+"""Training seeds (checkpoints) that a reported figure needs."""
+SUMMARY_PATH = "docs/results/summary.json"
+ENTRY_KEYS: tuple[str, ...] = (
+    "name",
+    "env",
+    "tasks",
+    "split",
+    "method",
+    "observation",
+    "env_steps",
+    "seeds",
+    "episodes",
+    "success_mean",
+    "ci95",
+    "mean_steps_to_success",
+    "command",
+    "commit",
+)
+"""Keys every entry of the summary file has (docs/results.md explains them)."""
+
 
 @dataclass
 class EvalArgs:
-    """Evaluate a checkpoint directory (``<run>/policy``) in an env."""
+    """Evaluate checkpoints (``<run>/policy``, one per training seed) on a task split from the report starts."""
 
-    checkpoint: str
-    """Inference checkpoint directory (model.safetensors + config.json)."""
+    checkpoint: tuple[str, ...]
+    """Inference checkpoint directories (model.safetensors + config.json), one per training seed of the
+    same configuration; the figure is their mean, with the spread over them."""
     env: Literal["garbage_sort", "navigate"] | None = None
-    """Env to evaluate in; defaults to the one recorded in the checkpoint."""
-    tasks: Literal["train", "heldout", "all"] = "train"
-    """Which task set to evaluate."""
+    """Env to evaluate in; defaults to the one recorded in the checkpoints."""
+    split: Literal["train", "tuning", "test"] | None = None
+    """Task split (default train): the pretraining tasks, the held-out task settings are chosen on, or
+    the other held-out tasks, run only for what is reported."""
     task: str | None = None
-    """One task id to evaluate instead of a task set (a held-out task after fine-tuning on it)."""
-    paraphrases: tuple[Literal["train", "heldout"], ...] = ("train", "heldout")
-    """Paraphrase splits to report separately."""
-    episodes: int = 10
-    """Episodes per task and paraphrase split."""
-    seed: int = 100_000
-    """First evaluation seed (disjoint from data generation)."""
+    """One task id to evaluate instead of a split."""
+    paraphrases: Literal["train", "heldout"] = "train"
+    """Which phrasings of the instructions to give."""
+    episodes: int = PROTOCOL_EPISODES
+    """Episodes per task per checkpoint (at most 1000). Below 100 the result is marked as not protocol."""
     out: str | None = None
-    """Write the results JSON here as well."""
+    """Write the result JSON here as well."""
+    record: str | None = None
+    """Record the result under this name in ``summary`` (an entry of that name is replaced)."""
+    summary: str = SUMMARY_PATH
+    """Summary file that ``record`` writes to."""
+    method: str | None = None
+    """Method label of the entry; default: ``meta["method"]``, else "finetuned" for a checkpoint that
+    records online env steps and "pretrained" otherwise."""
+    observation: Literal["state", "pixels"] | None = None
+    """Observation label; default: "pixels" when the model reads images, else "state"."""
+    env_steps: int | None = None
+    """Online environment steps behind the checkpoints; default: their ``meta["env_steps"]``, else 0."""
+    oracle: bool = False
+    """Mark the entry as reading privileged state (values a robot would not measure, e.g. exactly the
+    ones the scripted expert acts on)."""
+    note: str | None = None
+    """Free text stored with the entry (what the figure is, what it is not)."""
+    command: str | None = None
+    """Command line that reproduces the figure; default: this ``qt evaluate`` line."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ValueError(
+                f"checkpoint must be a tuple of directories, got the single path {self.checkpoint!r}"
+            )
+        if not self.checkpoint:
+            raise ValueError("give at least one --checkpoint")
+        if len(set(self.checkpoint)) != len(self.checkpoint):
+            raise ValueError(f"--checkpoint lists a directory twice: {list(self.checkpoint)}")
+        if not 1 <= self.episodes <= MAX_EPISODES:
+            raise ValueError(
+                f"episodes must be in [1, {MAX_EPISODES}] (the starts of one task are {TASK_SEED_STRIDE} "
+                f"seeds apart), got {self.episodes}"
+            )
+        if self.record is not None and not self.record.strip():
+            raise ValueError("--record needs a non-empty name")
 
 
-def task_ids(env_name: str, which: str) -> list[str]:
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a success probability from ``successes`` of ``n`` trials.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not of zero width at 0 or n successes.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def report_seeds(n_tasks: int, episodes: int) -> range:
+    """Every seed an evaluation of ``n_tasks`` tasks x ``episodes`` on the report starts may play."""
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise ValueError(f"episodes must be in [1, {MAX_EPISODES}], got {episodes}")
+    return range(REPORT_SEED, REPORT_SEED + TASK_SEED_STRIDE * (n_tasks - 1) + episodes)
+
+
+def task_ids(env_name: str, split: str) -> list[str]:
+    """Task ids of a split ("train" | "tuning" | "test") of ``env_name``."""
     from envs import tasks
 
-    if which == "train":
-        return list(tasks.train_task_ids(env_name))
-    if which == "heldout":
-        return list(tasks.heldout_task_ids(env_name))
-    return list(tasks.train_task_ids(env_name)) + list(tasks.heldout_task_ids(env_name))
+    return list(tasks.split_task_ids(env_name, split))
+
+
+def split_of(env_name: str, task: str) -> str:
+    """The split ``task`` belongs to; a ValueError naming the known tasks for an unknown one."""
+    from envs import tasks
+
+    for split in tasks.SPLITS:
+        if task in tasks.split_task_ids(env_name, split):
+            return split
+    raise ValueError(
+        f"unknown {env_name} task {task!r}; choose from {list(tasks.select_tasks(env_name, 'all'))}"
+    )
 
 
 def evaluate_policy(
@@ -55,7 +170,7 @@ def evaluate_policy(
     paraphrases: tuple[str, ...] = ("train",),
     seed: int = 100_000,
 ) -> dict[str, Any]:
-    """Success per task for each paraphrase split; ``success_rate`` is the training-paraphrase figure.
+    """Success per task for each paraphrase split; ``success_rate`` is the first split's figure.
 
     The env is built with the settings the policy was trained at (``policy.meta["env_kwargs"]``, e.g.
     Navigate's control rate).
@@ -79,21 +194,204 @@ def evaluate_policy(
     return results
 
 
+def success_stats(successes: list[list[bool]], lengths: list[list[int]]) -> dict[str, Any]:
+    """Statistics of one figure from each training seed's episodes (``successes[s][e]``, ``lengths[s][e]``).
+
+    ``success_mean`` is the mean of the seeds' rates, ``success_spread`` their min, max and sample std
+    (None for one seed), ``ci95`` the Wilson interval on all episodes pooled, ``mean_steps_to_success``
+    the mean length of the successful episodes (None if none succeeded).
+    """
+    rates = [sum(s) / len(s) for s in successes]
+    k, n = sum(sum(s) for s in successes), sum(len(s) for s in successes)
+    steps = [ln for s, ls in zip(successes, lengths, strict=True) for ok, ln in zip(s, ls, strict=True) if ok]
+    lo, hi = wilson_interval(k, n)
+    return {
+        "success_mean": round(statistics.fmean(rates), 4),
+        "success_per_seed": [round(r, 4) for r in rates],
+        "success_spread": {
+            "min": round(min(rates), 4),
+            "max": round(max(rates), 4),
+            "std": round(statistics.stdev(rates), 4) if len(rates) > 1 else None,
+        },
+        "successes": k,
+        "episodes": n,
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "mean_steps_to_success": round(statistics.fmean(steps), 2) if steps else None,
+    }
+
+
+def _labels(args: EvalArgs, metas: list[dict[str, Any]], image_sizes: list[int]) -> dict[str, Any]:
+    """method / observation / env_steps: the command line's, else what the checkpoints record."""
+    found = {
+        "method": [m.get("method") or ("finetuned" if "env_steps" in m else "pretrained") for m in metas],
+        "observation": ["pixels" if s > 0 else "state" for s in image_sizes],
+        "env_steps": [int(m.get("env_steps", 0)) for m in metas],
+    }
+    out: dict[str, Any] = {}
+    for key, values in found.items():
+        given = getattr(args, key)
+        if given is not None:
+            out[key] = given
+        elif len(set(values)) > 1:
+            raise ValueError(
+                f"the checkpoints differ in {key} ({values}): pass seeds of one configuration, or --{key.replace('_', '-')}"
+            )
+        else:
+            out[key] = values[0]
+    return out
+
+
+def command_line(args: EvalArgs) -> str:
+    """The ``qt evaluate`` line that reproduces ``args``' figure (fields at their defaults left out)."""
+    parts = ["qt", "evaluate", "--checkpoint", *args.checkpoint]
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if f.name in ("checkpoint", "out", "command") or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the tree this module is in, or None outside a git checkout."""
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() or None
+
+
+def load_summary(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The entries of a summary file ([] if it does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"summary file {path} is not valid JSON: {e}") from e
+    if not isinstance(entries, list):
+        raise ValueError(
+            f"summary file {path} must hold a JSON list of entries, found {type(entries).__name__}"
+        )
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"summary file {path}: entry {i} is not an object with a name")
+    return entries
+
+
+def record_entry(path: str | os.PathLike, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add ``entry`` to the summary file, replacing the entry of the same name in place; atomic."""
+    missing = [k for k in ENTRY_KEYS if k not in entry]
+    if missing:
+        raise ValueError(f"summary entry lacks {missing}")
+    path = Path(path)
+    entries = load_summary(path)
+    names = [e["name"] for e in entries]
+    if entry["name"] in names:
+        entries[names.index(entry["name"])] = entry
+    else:
+        entries.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary file in the same directory and a rename: a reader (or a crash) never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(entries, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return entries
+
+
 def run_evaluate(args: EvalArgs) -> dict[str, Any]:
-    policy = QTransformerPolicy.from_checkpoint(args.checkpoint)
-    env_name = args.env or policy.meta.get("env")
+    """Play every checkpoint on the report starts; print (and with ``--record``, store) the figure."""
+    for ckpt in args.checkpoint:
+        if not Path(ckpt, "config.json").is_file():
+            raise ValueError(f"checkpoint {ckpt!r} not found: expected a directory with config.json")
+    if args.record is not None:
+        load_summary(args.summary)  # a malformed summary fails before the rollouts, not after
+    policies = [QTransformerPolicy.from_checkpoint(c) for c in args.checkpoint]
+    envs_found = {p.meta.get("env") for p in policies}
+    env_name = args.env or (envs_found.pop() if len(envs_found) == 1 else None)
     if env_name is None:
-        raise ValueError("the checkpoint records no env: pass --env garbage_sort|navigate")
-    if args.task is None:
-        tasks = task_ids(env_name, args.tasks)
-    elif args.task in (known := task_ids(env_name, "all")):
+        raise ValueError(f"the checkpoints record no single env ({sorted(map(str, envs_found))}): pass --env")
+    if args.task is not None:
+        split = split_of(env_name, args.task)
+        if args.split is not None and args.split != split:
+            raise ValueError(f"task {args.task!r} is in the {split} split, not {args.split}")
         tasks = [args.task]
     else:
-        raise ValueError(f"unknown {env_name} task {args.task!r}; choose from {known}")
-    results = evaluate_policy(policy, env_name, tasks, args.episodes, args.paraphrases, args.seed)
-    text = json.dumps(results, indent=2)
+        split = args.split or "train"
+        tasks = task_ids(env_name, split)
+    kwargs = [p.meta.get("env_kwargs") or {} for p in policies]
+    if any(k != kwargs[0] for k in kwargs):
+        raise ValueError(f"the checkpoints were trained at different env settings: {kwargs}")
+    labels = _labels(args, [p.meta for p in policies], [p.model.cfg.image_size for p in policies])
+
+    successes: dict[str, list[list[bool]]] = {t: [] for t in tasks}
+    lengths: dict[str, list[list[int]]] = {t: [] for t in tasks}
+    for policy in policies:
+        res = evaluate_policy(policy, env_name, tasks, args.episodes, (args.paraphrases,), REPORT_SEED)
+        for t in tasks:
+            successes[t].append(res[args.paraphrases]["successes"][t])
+            lengths[t].append(res[args.paraphrases]["lengths"][t])
+    # Overall: each seed's episodes of every task together (equal counts, so its rate is the task mean).
+    overall = success_stats(
+        [[x for t in tasks for x in successes[t][s]] for s in range(len(policies))],
+        [[x for t in tasks for x in lengths[t][s]] for s in range(len(policies))],
+    )
+    gaps = []
+    if args.episodes < PROTOCOL_EPISODES:
+        gaps.append(
+            f"{args.episodes} episodes per task per seed (the protocol asks for >= {PROTOCOL_EPISODES})"
+        )
+    if len(policies) < PROTOCOL_SEEDS:
+        gaps.append(f"{len(policies)} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
+    result: dict[str, Any] = {
+        "env": env_name,
+        "tasks": tasks,
+        "split": split,
+        **labels,
+        "seeds": len(policies),
+        "episodes_per_task": args.episodes,
+        **overall,
+        "protocol": not gaps,
+        "protocol_gaps": gaps,
+        "oracle": args.oracle,
+        "note": args.note,
+        "paraphrases": args.paraphrases,
+        "first_seed": REPORT_SEED,
+        "checkpoints": list(args.checkpoint),
+        "per_task": {t: success_stats(successes[t], lengths[t]) for t in tasks},
+    }
+    text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-    return results
+    if args.record is not None:
+        entry = {
+            "name": args.record,
+            **result,
+            "command": args.command or command_line(args),
+            "commit": git_commit(),
+        }
+        record_entry(args.summary, entry)
+        result = entry
+    return result

@@ -143,15 +143,22 @@ def evaluate(
     episodes_per_task: int,
     seed: int = 10_000,
 ) -> dict[str, Any]:
-    """Success rate per task over ``episodes_per_task`` seeded episodes each (seeds disjoint from training)."""
+    """Success rate per task over ``episodes_per_task`` seeded episodes each (seeds disjoint from training).
+
+    Episode ``e`` of the ``ti``-th task starts from seed ``seed + 1000 * ti + e``. ``successes`` and
+    ``lengths`` hold every episode's outcome and step count per task, in that order, for callers that
+    pool episodes (intervals) or time the successful ones.
+    """
     env = make_env()
     per_task: dict[str, list[bool]] = {}
+    lengths: dict[str, list[int]] = {}
     violations = 0
     try:
         for ti, task in enumerate(tasks):
             for e in range(episodes_per_task):
                 r = run_episode(policy, env, seed=seed + 1000 * ti + e, options={"task": task})
                 per_task.setdefault(task, []).append(r.success)
+                lengths.setdefault(task, []).append(r.length)
                 violations += r.safety_violations
     finally:
         env.close()
@@ -162,4 +169,6 @@ def evaluate(
         "per_task": rates,
         "episodes": len(all_results),
         "safety_violations": violations,
+        "successes": per_task,
+        "lengths": lengths,
     }
