@@ -154,7 +154,7 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
 def build_model(ckpt: PolicyCheckpoint) -> QTransformer:
     """Instantiate the network and load the weights, naming any mismatched tensors."""
     model = QTransformer(ckpt.model_config)
-    weights = QTransformer.upgrade_state_dict(ckpt.state_dict)
+    weights = ckpt.state_dict
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

@@ -63,29 +63,6 @@ class ModelConfig:
     The typical case is a velocity that is the previous action in disguise: a cloning learner then
     copies its last action instead of reading where the object is (the copycat problem of behaviour
     cloning from proprioceptive history; GarbageSort's grip velocity, ``(7, 8, 9)``)."""
-    state_relative: tuple[tuple[int, int, int], ...] = ()
-    """Differences of state values the network reads besides the state itself: each ``(index, anchor,
-    n)`` adds ``state[index:index+n] - state[anchor:anchor+n]`` (in the state's own units, divided by
-    ``state_relative_scale``). The usual case is an object's position relative to the gripper, which
-    is what a reaching action depends on, as robosuite's object-to-end-effector observations give it;
-    from absolute positions the network has to learn that subtraction for every object slot first.
-    The dataset keeps its layout (GarbageSort: ``envs.garbage_sort.RELATIVE_POSITIONS``). On GarbageSort
-    it did not help (43% against 52% on the training tasks, docs/results.md, section 3): the reach
-    erred because the network read the arm's position as a cue, not for want of the difference. Not
-    with ``state_entities``."""
-    state_relative_scale: float = 0.1
-    """What ``state_relative``'s differences are divided by (metres for the envs here: 0.1 puts a
-    10 cm offset at 1)."""
-    state_film: bool = True
-    """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
-    (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
-    state_entities: tuple[int, int] = (0, 0)
-    """Object-centric state: ``(offset, width)`` splits the state into a head ``[0:offset]`` (the robot's
-    own values, read by the state MLP into ``state_tokens`` tokens) and equal slots of ``width`` values
-    after it, one per object. Every slot becomes one token through the same FiLM-conditioned MLP, which
-    also sees the head (so it can relate the object to the gripper), plus a learned embedding of the
-    slot's index. What is learnt for one object then holds for the others, and the instruction picks the
-    object by attention. (0, 0) reads the whole state with the state MLP. GarbageSort: (22, 17)."""
     dropout: float = 0.0
     """Dropout inside the transformer."""
     head_layernorm: bool = True
@@ -108,14 +85,6 @@ class ModelConfig:
     checkpoint, the policy and the server apply the same scaling. Without it, positions in metres that
     differ by centimetres between episodes are near-invisible next to values of order 1
     (docs/results.md, section 3: GarbageSort)."""
-    bin_embedding: Literal["table", "value"] = "table"
-    """How a chosen bin is read as the input token of the next dimension. ``table``: a learnt vector per
-    bin, unrelated to its neighbours'. ``value``: a per-dimension linear map of the bin's centre in
-    [-1, 1] and its low-frequency sines and cosines, so that neighbouring bins give nearly the same
-    token. On GarbageSort a network with either keys later dimensions on the exact bin of an earlier one
-    (the cue is in the data), which greedy decoding does not reproduce; ``value`` reduces that little
-    and clones no better. What removes it is ``LossConfig.bin_smoothing``'s jitter (docs/results.md,
-    section 3)."""
     support_tau: float = 0.0
     """Support constraint (discrete BCQ, Fujimoto et al. 2019): when > 0 the network has a second head
     that predicts the data's bin distribution per dimension (trained by ``LossConfig.behavior_weight``),
@@ -126,9 +95,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
-        self.state_entities = tuple(int(v) for v in self.state_entities)  # type: ignore[assignment]
         self.state_ignore = tuple(sorted({int(v) for v in self.state_ignore}))
-        self.state_relative = tuple(tuple(int(v) for v in r) for r in self.state_relative)  # type: ignore[misc]
         _check(self.state_dim >= 0, f"state_dim must be >= 0, got {self.state_dim}")
         _check(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
         _check(self.num_bins >= 2, f"num_bins must be >= 2, got {self.num_bins}")
@@ -142,10 +109,6 @@ class ModelConfig:
         _check(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
         _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
         _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
-        _check(
-            self.bin_embedding in ("table", "value"),
-            f"bin_embedding must be 'table' or 'value', got {self.bin_embedding!r}",
-        )
         _check(0.0 <= self.support_tau <= 1.0, f"support_tau must be in [0, 1], got {self.support_tau}")
         _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
@@ -154,43 +117,13 @@ class ModelConfig:
             all(i >= 0 for i in self.state_ignore),
             f"state_ignore indices must be >= 0, got {list(self.state_ignore)}",
         )
-        _check(
-            all(len(r) == 3 and r[0] >= 0 and r[1] >= 0 and r[2] >= 1 for r in self.state_relative),
-            f"state_relative entries must be (index >= 0, anchor >= 0, n >= 1), got {list(self.state_relative)}",
-        )
-        _check(
-            self.state_relative_scale > 0,
-            f"state_relative_scale must be > 0, got {self.state_relative_scale}",
-        )
-        _check(
-            not (self.state_relative and self.state_entities != (0, 0)),
-            "state_relative reads the whole state with the state MLP; it cannot be combined with state_entities",
-        )
         _check(self.state_layers >= 1, f"state_layers must be >= 1, got {self.state_layers}")
         _check(self.state_hidden >= 0, f"state_hidden must be >= 0 (0: 2 * d_model), got {self.state_hidden}")
-        _check(
-            len(self.state_entities) == 2,
-            f"state_entities must be (offset, width), got {self.state_entities}",
-        )
-        offset, width = self.state_entities
-        _check(
-            (offset, width) == (0, 0) or (offset >= 1 and width >= 1),
-            f"state_entities must be (0, 0) or (offset >= 1, width >= 1), got {self.state_entities}",
-        )
-
-    @property
-    def num_entities(self) -> int:
-        """Object slots of an object-centric state (``state_entities``); 0 without. The network checks
-        that they fit ``state_dim`` (which pretraining only learns from the dataset)."""
-        offset, width = self.state_entities
-        return max(0, (self.state_dim - offset) // width) if width else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["conv_channels"] = list(self.conv_channels)
-        d["state_entities"] = list(self.state_entities)
         d["state_ignore"] = list(self.state_ignore)
-        d["state_relative"] = [list(r) for r in self.state_relative]
         return d
 
     @classmethod
@@ -199,8 +132,7 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        # Configs written before the state encoder could be FiLM-conditioned describe networks without it.
-        return cls(**{"state_film": False, **d})
+        return cls(**d)
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -259,12 +191,6 @@ class LossConfig:
     terminal failure (no bootstrap after its last step) instead of bootstrapping from its last
     observation. The states here do not show the time left, so bootstrapping never tells the Q-function
     that an attempt ran out of time; as a terminal failure it does (docs/results.md, section 3)."""
-    double_q: bool = False
-    """Double Q-learning (van Hasselt et al. 2016) in every max of the target: the online network picks
-    the bin, the target network values it. The plain max over 256 bins per dimension, chained over the
-    dimensions, rates the greedy action above any return the task allows (docs/results.md, section 3)."""
-    use_conservative: bool = True
-    """Switch the conservative regulariser off (ablation)."""
     behavior_weight: float = 10.0
     """Weight of the cross-entropy that trains the support head (``ModelConfig.support_tau`` > 0) on
     the data's bins; unused without the head. The head shares the transformer with the Q-function: at

@@ -5,7 +5,6 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   ``y_i = max_k Q_target_{i+1}(s_t, a_{<=i}, k)``;
 - last dim (§4.1 with n-step returns, §4.4):
   ``y_{D-1} = sum_k gamma^k r_{t+k} + bootstrap * gamma^n * max_k Q_target_0(s_{t+n}, k)``;
-- with ``double_q``, each ``max_k Q_target(.., k)`` above is ``Q_target(.., argmax_k Q_online(.., k))``;
 - Monte-Carlo lower bound (§4.3): ``y_i <- max(y_i, G_t)`` with ``G_t`` the episode's return from ``t``;
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
@@ -73,16 +72,11 @@ def check_batch(batch: Batch, num_bins: int) -> None:
 
 
 @torch.no_grad()
-def td_targets(
-    target_model: nn.Module, batch: Batch, cfg: LossConfig, online_model: nn.Module | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def td_targets(target_model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension targets (B, D) and the mask (B, D) of where the MC bound was active.
 
     This is the only TD target in the project: pretraining and fine-tuning both come through here.
-    ``online_model`` picks the bins when ``cfg.double_q`` is set.
     """
-    if cfg.double_q and online_model is None:
-        raise ValueError("double_q needs the online model to pick the target's bins")
     bins = batch.action_bins
     D = bins.shape[1]
     tau = support_tau(target_model)
@@ -94,31 +88,25 @@ def td_targets(
         q, logits = target_model(state, batch.instruction_emb, prev, images, return_behavior=True)
         return q, supported(logits, tau)
 
-    def best(q_target: torch.Tensor, ok: torch.Tensor | None, state, prev, images, dims: slice):
+    def best(q_target: torch.Tensor, ok: torch.Tensor | None) -> torch.Tensor:
         """max_k of the target's Q over the last axis (over the supported bins only, with a support
-        constraint), or its value at the online network's argmax."""
+        constraint)."""
         if ok is not None:
             q_target = q_target.masked_fill(~ok, float("-inf"))
-        if not cfg.double_q:
-            return q_target.max(dim=-1).values
-        assert online_model is not None
-        q_online = online_model(state, batch.instruction_emb, prev, images)[:, dims]
-        if ok is not None:
-            q_online = q_online.masked_fill(~ok, float("-inf"))
-        return q_target.gather(-1, q_online.argmax(-1, keepdim=True)).squeeze(-1)
+        return q_target.max(dim=-1).values
 
     # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
     targets = []
     if D > 1:
         q_same, ok = target_q(batch.state, bins[:, :-1], batch.images)  # (B, D, K)
         ok = None if ok is None else ok[:, 1:]
-        targets.append(best(q_same[:, 1:], ok, batch.state, bins[:, :-1], batch.images, slice(1, None)))
+        targets.append(best(q_same[:, 1:], ok))
     # The last dimension bootstraps from the first dimension at s_{t+n}.
     empty = bins[:, :0]
     q_next, ok = target_q(batch.next_state, empty, batch.next_images)
     q_next = q_next[:, :1]  # (B, 1, K)
     ok = None if ok is None else ok[:, :1]
-    next_value = best(q_next, ok, batch.next_state, empty, batch.next_images, slice(0, 1))[:, 0]  # (B,)
+    next_value = best(q_next, ok)[:, 0]  # (B,)
     N = batch.rewards.shape[1]
     discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
     nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
@@ -171,7 +159,7 @@ def qtransformer_loss(
     if target_model is None:
         raise ValueError("the Q-learning loss needs a target model (only behavior_cloning runs without)")
     q = q.float()
-    y, mc_active = td_targets(target_model, batch, cfg, model)
+    y, mc_active = td_targets(target_model, batch, cfg)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
     K = q.shape[-1]
     if cfg.bin_smoothing > 0:
@@ -186,7 +174,7 @@ def qtransformer_loss(
     weight = torch.full_like(per_sample, cfg.alpha)
     if cfg.online_alpha is not None and batch.online is not None:
         weight = torch.where(batch.online, torch.full_like(weight, cfg.online_alpha), weight)
-    loss = td + (weight * per_sample).mean() if cfg.use_conservative else td
+    loss = td + (weight * per_sample).mean()
     terms: dict[str, torch.Tensor] = {}
     if behavior is not None:
         # The support head learns the data's bins (of successful episodes only, by default).
