@@ -47,6 +47,9 @@ class PretrainArgs:
     model: ModelConfig = field(default_factory=ModelConfig)
     """Network shape; state_dim, action_dim and image_size are taken from the dataset."""
     loss: LossConfig = field(default_factory=LossConfig)
+    method: Literal["qtransformer", "bc"] = "qtransformer"
+    """Loss to train with: the Q-Transformer's conservative Q-learning, or behaviour cloning (``bc``:
+    cross-entropy on the data's bins with the same network, no target network)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 2000
     """Optimiser steps to train for (the schedule length follows it unless --optim.total-steps is set)."""
@@ -206,7 +209,7 @@ def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
         image_size=image_size,
         num_images=args.num_frames * max(1, len(meta["cameras"])) if image_size else 1,
         # Behaviour cloning reads the head's outputs as logits of a softmax over bins: no sigmoid.
-        q_activation="none" if args.loss.behavior_cloning else args.model.q_activation,
+        q_activation="none" if args.method == "bc" else args.model.q_activation,
     )
     optim = args.optim
     if optim.total_steps == 0:
@@ -246,7 +249,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
     encoder = TextEncoder(args.encoder)
     if cfg.model.normalize_instruction:
         apply_instruction_stats(model, meta["instructions"], encoder)
-    target = None if cfg.loss.behavior_cloning else make_target(model).to(acc.device)
+    target = None if args.method == "bc" else make_target(model).to(acc.device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     model, optimizer = acc.prepare(model, optimizer)
@@ -337,7 +340,9 @@ def run_pretrain(args: PretrainArgs) -> Path:
     evals: list[dict[str, Any]] = []
     while counter.step < args.steps:
         batch = make_batch(next(data), bins, encoder.encode, acc.device)
-        terms, stepped = train_step(model, target, optimizer, batch, cfg, acc, scheduler, counter.step)
+        terms, stepped = train_step(
+            model, target, optimizer, batch, cfg, acc, scheduler, counter.step, args.method
+        )
         n_last += batch.size
         if not stepped:
             continue

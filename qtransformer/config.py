@@ -208,8 +208,6 @@ class LossConfig:
     success that held the object still for 30 steps moved the head's mass from lifting to staying);
     False keeps it to the prior data, and the Q-function learns the new task among the bins that data
     supports."""
-    behavior_cloning: bool = False
-    """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
     bin_smoothing: float = 0.0
     """Std, in bins, over which each data bin is spread to its neighbours (``bins.neighbour_weights``;
     0: the bin alone). The TD term then also regresses the neighbours toward the target, by their

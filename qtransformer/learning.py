@@ -17,7 +17,7 @@ from torch import nn
 
 from qtransformer.batch import Batch
 from qtransformer.config import OptimConfig, TrainConfig
-from qtransformer.loss import qtransformer_loss
+from qtransformer.loss import LossMethod, bc_loss, qtransformer_loss
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -83,17 +83,30 @@ def train_step(
     accelerator: Accelerator,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     opt_step: int = 0,
+    method: LossMethod = "qtransformer",
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """One micro-batch of learning. Returns (named terms, whether an optimiser step was applied).
 
     ``model`` and ``optimizer`` must come from ``accelerator.prepare``; the scheduler is stepped here,
     once per applied optimiser step, so the schedule does not depend on the number of processes.
     ``opt_step`` is the count of optimiser steps before this call (used by periodic target copies).
+    ``method`` picks the loss: ``"qtransformer"`` needs ``target_model`` and moves it after every
+    applied step; ``"bc"`` trains without one (``target_model`` must be None).
     """
+    if method not in ("qtransformer", "bc"):
+        raise ValueError(f"method must be 'qtransformer' or 'bc', got {method!r}")
+    if method == "qtransformer" and target_model is None:
+        raise ValueError("method='qtransformer' needs a target model")
+    if method == "bc" and target_model is not None:
+        raise ValueError("method='bc' trains without a target network: pass target_model=None")
     model.train()
     with accelerator.accumulate(model):
         with accelerator.autocast():
-            loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss)
+            if method == "bc":
+                loss, terms = bc_loss(model, batch, cfg.loss)
+            else:
+                assert target_model is not None  # checked above
+                loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at optimiser step {opt_step}: {terms}")
         accelerator.backward(loss)

@@ -1,4 +1,9 @@
-"""The Q-Transformer loss (Chebotar et al. 2023, §4): one pure function of (model, target, batch, config).
+"""The losses: the Q-Transformer loss (Chebotar et al. 2023, §4) and the behaviour-cloning baseline.
+
+Each is a pure function of (model, [target model,] batch, config) returning the scalar loss to minimise
+and its named terms (detached, for logging); ``LOSSES`` names them for ``train_step``'s ``method``.
+
+The Q-Transformer loss (``qtransformer_loss``).
 
 For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
 - dims ``i < D-1`` (§4.1, per-dimension backup inside one time step, no discount):
@@ -20,11 +25,16 @@ With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
 head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the
 samples collected online when ``behavior_online`` is off).
-With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
-(the BC baseline of the paper's comparisons) and no target network is used.
+
+The behaviour-cloning loss (``bc_loss``, the BC baseline of the paper's comparisons) trains the same
+network by cross-entropy on the dataset's bins, ``-mean_(b, i) sum_k p_k log softmax(Q_i(s_t, a_{<i}))_k``
+with ``p`` the one-hot of ``a_i`` (or its ``bin_smoothing`` spread), and uses no target network. The
+network must emit raw logits (``ModelConfig.q_activation = "none"``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +44,9 @@ from qtransformer.batch import Batch
 from qtransformer.bins import neighbour_weights, soft_bin_targets
 from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
+
+LossMethod = Literal["qtransformer", "bc"]
+"""Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network) or ``bc_loss``."""
 
 
 def model_cfg(model: nn.Module) -> ModelConfig:
@@ -128,36 +141,58 @@ def _soft_target(bins: torch.Tensor, num_bins: int, cfg: LossConfig) -> torch.Te
     return bins if cfg.bin_smoothing == 0 else soft_bin_targets(bins, num_bins, cfg.bin_smoothing)
 
 
-def qtransformer_loss(
-    model: nn.Module, target_model: nn.Module | None, batch: Batch, cfg: LossConfig
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Returns the scalar loss to minimise and its named terms (detached) for logging."""
-    bins = batch.action_bins
+def _conditioning_bins(model: nn.Module, batch: Batch, cfg: LossConfig) -> torch.Tensor:
+    """The earlier dimensions' bins (B, D-1) the network is teacher-forced with.
+
+    With ``bin_smoothing`` in training they are moved by a rounded Gaussian of the same std: greedy
+    decoding conditions on its own choices, which are often a few bins off the data's, and without the
+    jitter later dimensions learn to read the exact earlier bin.
+    """
+    prev = batch.action_bins[:, :-1]
     mcfg = config_of(model)
-    prev = bins[:, :-1]
     if cfg.bin_smoothing > 0 and model.training and mcfg is not None:
-        # The earlier dimensions' bins the network is conditioned on, moved by a rounded Gaussian of the
-        # same std: greedy decoding conditions on its own choices, which are often a few bins off the
-        # data's, and without the jitter later dimensions learn to read the exact earlier bin.
         noise = torch.randn(prev.shape, device=prev.device) * cfg.bin_smoothing
         prev = (prev + noise.round().long()).clamp(0, mcfg.num_bins - 1)
+    return prev
+
+
+def bc_loss(model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Behaviour cloning: cross-entropy of the network's per-dimension outputs on the data's bins.
+
+    Returns the scalar loss and its named terms (``bc``, ``bc_accuracy``, ``q_mean``). Of ``cfg`` only
+    ``bin_smoothing`` applies (soft targets and the jitter of the conditioning bins).
+    """
+    mcfg = config_of(model)
+    if mcfg is not None and mcfg.q_activation != "none":
+        raise ValueError(
+            "behaviour cloning needs raw logits: build the model with q_activation='none' "
+            "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
+        )
+    bins = batch.action_bins
+    logits = model(batch.state, batch.instruction_emb, _conditioning_bins(model, batch, cfg), batch.images)
+    check_batch(batch, logits.shape[-1])  # (B, D, K)
+    target = _soft_target(bins, logits.shape[-1], cfg)
+    bc = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(0, 1))
+    acc = (logits.argmax(-1) == bins).float().mean()
+    return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": logits.detach().float().mean()}
+
+
+def qtransformer_loss(
+    model: nn.Module, target_model: nn.Module, batch: Batch, cfg: LossConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The conservative Q-learning loss. Returns the scalar loss and its named terms (detached): ``td``,
+    ``conservative``, ``mc_bound_active_fraction``, ``q_mean``, ``q_max``, ``target_mean``,
+    ``q_last_dim_mean`` and, with a support head, ``behavior_ce`` and ``behavior_samples_fraction``."""
+    if target_model is None:
+        raise ValueError("the Q-Transformer loss needs a target model (only the bc loss runs without)")
+    bins = batch.action_bins
+    prev = _conditioning_bins(model, batch, cfg)
     behavior = None
-    if support_tau(model) > 0 and not cfg.behavior_cloning:
+    if support_tau(model) > 0:
         q, behavior = model(batch.state, batch.instruction_emb, prev, batch.images, return_behavior=True)
     else:
         q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
-    if cfg.behavior_cloning:
-        if mcfg is not None and mcfg.q_activation != "none":
-            raise ValueError(
-                "behaviour cloning needs raw logits: build the model with q_activation='none' "
-                "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
-            )
-        bc = F.cross_entropy(q.flatten(0, 1).float(), _soft_target(bins, q.shape[-1], cfg).flatten(0, 1))
-        acc = (q.argmax(-1) == bins).float().mean()
-        return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": q.detach().float().mean()}
-    if target_model is None:
-        raise ValueError("the Q-learning loss needs a target model (only behavior_cloning runs without)")
     q = q.float()
     y, mc_active = td_targets(target_model, batch, cfg)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)

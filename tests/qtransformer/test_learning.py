@@ -1,3 +1,4 @@
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -35,6 +36,28 @@ def test_train_step_reduces_loss_on_a_fixed_batch_and_moves_the_target():
     assert any(not torch.equal(a, b) for a, b in zip(before, target.parameters()))
     assert all(p.grad is None for p in target.parameters())
     assert sched.last_epoch == 60
+
+
+def test_bc_method_trains_without_a_target_network():
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        model=tiny_config(q_activation="none"), optim=OptimConfig(warmup_steps=0, lr_schedule="constant")
+    )
+    acc = Accelerator(cpu=True)
+    model = QTransformer(cfg.model)
+    opt = build_optimizer(model, cfg.optim)
+    model, opt = acc.prepare(model, opt)
+    batch = random_batch(cfg.model, B=8)
+    losses = [train_step(model, None, opt, batch, cfg, acc, method="bc")[0]["loss"].item() for _ in range(30)]
+    assert losses[-1] < 0.8 * losses[0]  # from log(8) = 2.08 at the start
+    terms, _ = train_step(model, None, opt, batch, cfg, acc, method="bc")
+    assert "bc_accuracy" in terms and "td" not in terms
+    with pytest.raises(ValueError, match="without a target network"):
+        train_step(model, make_target(model), opt, batch, cfg, acc, method="bc")
+    with pytest.raises(ValueError, match="needs a target model"):
+        train_step(model, None, opt, batch, cfg, acc)
+    with pytest.raises(ValueError, match="method must be"):
+        train_step(model, None, opt, batch, cfg, acc, method="cql")  # type: ignore[arg-type]
 
 
 def test_gradient_accumulation_steps_only_on_sync():

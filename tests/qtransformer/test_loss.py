@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qtransformer.config import LossConfig
-from qtransformer.loss import qtransformer_loss, td_targets
+from qtransformer.loss import bc_loss, qtransformer_loss, td_targets
 from qtransformer.model import QTransformer
 
 from .helpers import TableQ, random_batch, tiny_config
@@ -141,11 +141,23 @@ def test_real_network_target_gets_no_gradient():
     assert set(terms) >= {"td", "conservative", "mc_bound_active_fraction", "q_mean"}
 
 
-def test_behavior_cloning_is_cross_entropy_on_dataset_bins():
-    batch, online, _, qo, *_ = _setup()
-    loss, _terms = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True))
-    expected = torch.nn.functional.cross_entropy(qo.flatten(0, 1), batch.action_bins.flatten())
-    torch.testing.assert_close(loss, expected)
+def test_bc_loss_is_cross_entropy_on_dataset_bins_by_hand():
+    batch, online, _, qo, *_ = _setup(B=2, D=3, K=4)
+    loss, terms = bc_loss(online, batch, LossConfig())
+    a = batch.action_bins
+    B, D, K = qo.shape
+    nll = 0.0
+    for b in range(B):
+        for i in range(D):
+            log_z = torch.log(sum(torch.exp(qo[b, i, k]) for k in range(K)))
+            nll += log_z - qo[b, i, a[b, i]]
+    torch.testing.assert_close(loss, nll / (B * D))
+    torch.testing.assert_close(terms["bc"], loss.detach())
+    assert terms["bc_accuracy"] == (qo.argmax(-1) == a).float().mean()
+    # Every bin of every dimension gets gradient: the taken bin up, the others down.
+    loss.backward()
+    g = online.table.grad
+    assert torch.all(g.gather(-1, a[..., None]) < 0) and torch.all(g.scatter(-1, a[..., None], 1.0) > 0)
 
 
 def test_loss_rejects_bad_batches():
@@ -154,19 +166,14 @@ def test_loss_rejects_bad_batches():
     with pytest.raises(ValueError, match="mc_return"):
         qtransformer_loss(online, target, batch, LossConfig())
     with pytest.raises(ValueError, match="target model"):
-        qtransformer_loss(online, None, _setup()[0], LossConfig())
+        qtransformer_loss(online, None, _setup()[0], LossConfig())  # type: ignore[arg-type]
 
 
-def test_behavior_cloning_refuses_a_sigmoid_head():
+def test_bc_loss_refuses_a_sigmoid_head():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="raw logits"):
-        qtransformer_loss(QTransformer(cfg), None, random_batch(cfg), LossConfig(behavior_cloning=True))
-    loss, _ = qtransformer_loss(
-        QTransformer(tiny_config(q_activation="none")),
-        None,
-        random_batch(cfg),
-        LossConfig(behavior_cloning=True),
-    )
+        bc_loss(QTransformer(cfg), random_batch(cfg), LossConfig())
+    loss, _ = bc_loss(QTransformer(tiny_config(q_activation="none")), random_batch(cfg), LossConfig())
     assert torch.isfinite(loss)
 
 
@@ -308,7 +315,7 @@ def test_bin_smoothing_lets_the_neighbours_learn_the_return_the_conservative_ter
 
 def test_bin_smoothing_soft_targets_for_the_cross_entropies():
     batch, online, _, qo, *_ = _setup(B=2, D=3, K=8)
-    loss, _ = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=1.0))
+    loss, _ = bc_loss(online, batch, LossConfig(bin_smoothing=1.0))
     k = torch.arange(8.0)
     w = torch.exp(-0.5 * (k - batch.action_bins[..., None].float()) ** 2)
     expected = -(w / w.sum(-1, keepdim=True) * torch.log_softmax(qo, -1)).sum(-1).mean()
@@ -328,12 +335,12 @@ def test_bin_smoothing_jitters_the_conditioning_bins_in_training_only():
 
     model.forward = spy
     data = batch.action_bins[:, :-1]
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    bc_loss(model, batch, LossConfig(bin_smoothing=2.0))
     moved = seen[-1] - data
     assert 0.3 < (moved != 0).float().mean() < 0.9 and moved.abs().max() <= 10
     assert seen[-1].min() >= 0 and seen[-1].max() < 64
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True))
+    bc_loss(model, batch, LossConfig())
     assert torch.equal(seen[-1], data)
     model.eval()
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    bc_loss(model, batch, LossConfig(bin_smoothing=2.0))
     assert torch.equal(seen[-1], data)
