@@ -38,6 +38,7 @@ from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_po
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfig
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
+from qtransformer.returns import ReturnConfig, ReturnOverrides, resolve_returns
 from qtransformer.rollout import evaluate
 from qtransformer.text import DEFAULT_ENCODER, TextEncoder
 
@@ -78,8 +79,7 @@ class FinetuneArgs:
     head_dropout: float = 0.01
     """Q-head dropout during fine-tuning (DroQ-style; stabilises high update ratios)."""
     loss: LossConfig = field(default_factory=lambda: LossConfig(behavior_online=False))
-    """Loss settings; ``gamma`` and ``min_return`` default to those the pretrained policy was trained with.
-    Practice samples do not train the support head (``behavior_online`` False), and with a support head
+    """Loss settings. Practice samples do not train the support head (``behavior_online`` False), and with a support head
     they get no conservative term (``online_alpha`` None resolves to 0 then, to ``alpha`` without one;
     a value set explicitly is kept). With either, the agent imitates its own practice: a GarbageSort
     hand that held still a few steps after grasping had every other bin pushed down there and the head's
@@ -87,6 +87,9 @@ class FinetuneArgs:
     its zero-shot level (78% on 100 starts after 20,000 steps), and Navigate's full method rose from 82.5%
     to a mean of 87% (docs/results.md, section 3). Without a support head the term stays: the bins
     practice never took would be overrated."""
+    returns: ReturnOverrides = field(default_factory=ReturnOverrides)
+    """Return definition: each field left unset takes the pretrained policy's (``ReturnConfig``'s default
+    from scratch); ``gamma`` and ``min_return`` may only restate the pretrained policy's."""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, lr_schedule="constant", tau=0.01)
     )
@@ -206,32 +209,6 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
 EVAL_SEED = 500_000
 """Seed of the evaluation starts (disjoint from practice): every curve point uses the same starts."""
 
-VALUE_SCALE_FIELDS = ("gamma", "min_return")
-
-
-def value_scale(loss: LossConfig, pretrained_loss: Mapping[str, Any] | None) -> LossConfig:
-    """``loss`` with the discount and minimal return the pretrained Q-function was trained with.
-
-    Those two fix what a Q-value means (a discounted success probability with its floor), so a
-    fine-tuning target with another discount would silently rescale every value the policy has
-    learnt. Fields left at their defaults take the checkpoint's; a value set to something else is an
-    error, because it would mean retraining the values, not fine-tuning them.
-    """
-    if not pretrained_loss:
-        return loss
-    default = LossConfig()
-    changes = {}
-    for name in VALUE_SCALE_FIELDS:
-        if name not in pretrained_loss or pretrained_loss[name] == getattr(loss, name):
-            continue
-        if getattr(loss, name) != getattr(default, name):
-            raise ValueError(
-                f"loss.{name}={getattr(loss, name)} differs from the pretrained policy's "
-                f"{name}={pretrained_loss[name]}; fine-tune with the value its Q-function was trained with"
-            )
-        changes[name] = pretrained_loss[name]
-    return dataclasses.replace(loss, **changes)
-
 
 def practice_loss(loss: LossConfig, support_head: bool) -> LossConfig:
     """``loss`` with ``online_alpha`` resolved: None becomes 0 for a policy with a support head (its
@@ -288,7 +265,7 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
     model.set_head_dropout(args.head_dropout)
     meta = {"env": args.env, "env_kwargs": env_kwargs}
     if args.pretrained:
-        meta["loss"] = ckpt.meta.get("loss")
+        meta["returns"] = ckpt.returns.to_dict()
     return QTransformerPolicy(model, bins, text, meta), encoder_name
 
 
@@ -355,11 +332,12 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     policy, encoder_name = make_policy(args, env_module)
-    args = dataclasses.replace(args, loss=value_scale(args.loss, policy.meta.get("loss")))
+    pretrained_returns = ReturnConfig.from_dict(policy.meta["returns"]) if "returns" in policy.meta else None
+    returns = resolve_returns(pretrained_returns, args.returns)
     args = dataclasses.replace(args, loss=practice_loss(args.loss, policy.model.cfg.support_tau > 0))
     mcfg = policy.model.cfg
     use_images = mcfg.image_size > 0
-    cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim)
+    cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim, returns=returns)
     learner_model = QTransformer(mcfg)
     learner_model.load_state_dict(policy.model.state_dict())
     learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
@@ -379,17 +357,13 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
     n_prior = primed = 0
     prime = args.aprl.enabled and args.aprl.prime_with_prior
     if args.prior_data:
-        offline = EpisodeReplay(
-            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
-        )
+        offline = EpisodeReplay(returns, mcfg.num_images, args.seed)
         for ep in load_prior(args, use_images):
             offline.add(ep)
             n_prior += 1
             if prime:  # APRL's dynamics model sees the prior transitions too (fitted below)
                 primed += actor.cautious.prime([ep], fit=False)
-    online = EpisodeReplay(
-        cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
-    )
+    online = EpisodeReplay(returns, mcfg.num_images, args.seed + 1)
     store = EpisodeStore(out / "episodes")
     snapshot_path = out / "learner.pt"
     counters = {
@@ -555,10 +529,12 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
             "updates": learner.updates,
             "loss": dataclasses.asdict(args.loss),
         },
+        returns=returns,
     )
     summary = {
         "task": task,
         "loss": dataclasses.asdict(args.loss),
+        "returns": returns.to_dict(),
         "prior_episodes": n_prior,
         "aprl_primed_transitions": primed,
         **counters,

@@ -33,6 +33,7 @@ from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfi
 from qtransformer.learning import build_optimizer, build_scheduler, make_target, train_step
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
+from qtransformer.returns import ReturnConfig
 from qtransformer.text import DEFAULT_ENCODER, TextEncoder
 
 
@@ -47,6 +48,9 @@ class PretrainArgs:
     model: ModelConfig = field(default_factory=ModelConfig)
     """Network shape; state_dim, action_dim and image_size are taken from the dataset."""
     loss: LossConfig = field(default_factory=LossConfig)
+    returns: ReturnConfig = field(default_factory=ReturnConfig)
+    """The return definition (discount, n-step horizon, timeouts, minimal return) the Q-values learn;
+    stored in the exported policy."""
     method: Literal["qtransformer", "bc"] = "qtransformer"
     """Loss to train with: the Q-Transformer's conservative Q-learning, or behaviour cloning (``bc``:
     cross-entropy on the data's bins with the same network, no target network)."""
@@ -214,7 +218,7 @@ def build_run(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
     optim = args.optim
     if optim.total_steps == 0:
         optim = dataclasses.replace(optim, total_steps=args.steps)
-    return TrainConfig(model=model, loss=args.loss, optim=optim)
+    return TrainConfig(model=model, loss=args.loss, optim=optim, returns=args.returns)
 
 
 def run_pretrain(args: PretrainArgs) -> Path:
@@ -262,9 +266,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
     loader = OfflineLoader(
         args.dataset,
         args.batch_size,
-        gamma=cfg.loss.gamma,
-        n_step=cfg.loss.n_step,
-        timeout_is_failure=cfg.loss.timeout_is_failure,
+        returns=cfg.returns,
         rank=acc.process_index,
         world_size=acc.num_processes,
         seed=args.seed,
@@ -309,6 +311,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
                 "dataset": str(args.dataset),
                 "loss": dataclasses.asdict(cfg.loss),
             },
+            returns=cfg.returns,
         )
 
     def run_eval() -> dict[str, Any]:

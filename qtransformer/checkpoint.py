@@ -1,7 +1,7 @@
 """Inference checkpoints: a directory with ``model.safetensors`` and ``config.json``, written atomically.
 
-``config.json`` holds the model config, the action bounds and bins, the text encoder reference, the
-observation spec, free-form metadata and the SHA-256 of the weights file, so that a truncated or
+``config.json`` holds the model config, the action bounds and bins, the return definition the
+Q-values were trained for (``returns``), the text encoder reference, free-form metadata and the SHA-256 of the weights file, so that a truncated or
 swapped weights file is detected on load. A save builds the whole directory under a temporary name and
 swaps it in with renames, so a crash never leaves a half-written checkpoint and the previous one
 survives any failure.
@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from qtransformer.bins import ActionBins
 from qtransformer.config import ModelConfig
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 
 FORMAT = "qtransformer-policy"
 VERSION = 1
@@ -42,6 +43,8 @@ class PolicyCheckpoint:
     bins: ActionBins
     encoder: str
     state_dict: dict[str, torch.Tensor]
+    returns: ReturnConfig
+    """The return definition the Q-values were trained for (what a value of the policy means)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,8 +70,13 @@ def save_policy_checkpoint(
     bins: ActionBins,
     encoder: str,
     meta: dict[str, Any] | None = None,
+    *,
+    returns: ReturnConfig,
 ) -> Path:
-    """Write ``model`` (a :class:`QTransformer`, possibly wrapped) as an inference checkpoint at ``path``."""
+    """Write ``model`` (a :class:`QTransformer`, possibly wrapped) as an inference checkpoint at ``path``,
+    with the return definition its Q-values were trained for."""
+    if not isinstance(returns, ReturnConfig):
+        raise TypeError(f"returns must be a ReturnConfig, got {type(returns).__name__}")
     path = Path(path)
     inner = getattr(model, "module", model)
     if not isinstance(inner, QTransformer):
@@ -88,6 +96,7 @@ def save_policy_checkpoint(
             "version": VERSION,
             "model": inner.cfg.to_dict(),
             "action_bins": bins.to_dict(),
+            "returns": returns.to_dict(),
             "encoder": encoder,
             "meta": meta or {},
             "weights_sha256": _sha256(tmp / WEIGHTS),
@@ -137,17 +146,25 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
         raise CheckpointError(
             f"{str(w_path)!r} does not match the SHA-256 recorded in {CONFIG} (truncated or replaced file)"
         )
+    if "returns" not in config:
+        raise CheckpointError(
+            f"{str(cfg_path)!r} has no 'returns' entry: the return definition (gamma, n_step, "
+            "timeout_is_failure, min_return) its Q-values were trained for is unknown"
+        )
     try:
         model_config = ModelConfig.from_dict(config["model"])
         bins = ActionBins.from_dict(config["action_bins"])
+        returns = ReturnConfig.from_dict(config["returns"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{str(cfg_path)!r} has an invalid model or action_bins entry: {e}") from e
+        raise CheckpointError(
+            f"{str(cfg_path)!r} has an invalid model, action_bins or returns entry: {e}"
+        ) from e
     try:
         state_dict = load_file(str(w_path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"could not read {str(w_path)!r}: {e}") from e
     return PolicyCheckpoint(
-        model_config, bins, config.get("encoder", "default"), state_dict, config.get("meta", {})
+        model_config, bins, config.get("encoder", "default"), state_dict, returns, config.get("meta", {})
     )
 
 

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qtransformer.returns import ReturnConfig
+
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
@@ -168,10 +170,6 @@ def model_preset(name: str, **overrides: Any) -> ModelConfig:
 class LossConfig:
     """Conservative Q-learning loss of Q-Transformer (Chebotar et al. 2023, §4)."""
 
-    gamma: float = 0.98
-    """Discount per environment step."""
-    n_step: int = 3
-    """Steps in the n-step return of the last action dimension."""
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
     online_alpha: float | None = None
@@ -182,15 +180,8 @@ class LossConfig:
     switching it off made Navigate's fine-tuning worse (the bins practice never took were overrated);
     with the head trained on the prior data, the Q-function's max runs only over the bins that data
     supports (docs/results.md, section 3)."""
-    min_return: float = 0.0
-    """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
     use_mc_bound: bool = True
     """Lower-bound every target by the episode's Monte-Carlo return (§4.3)."""
-    timeout_is_failure: bool = False
-    """Treat an episode that stopped without success (time limit, or recording stopped) as ending in a
-    terminal failure (no bootstrap after its last step) instead of bootstrapping from its last
-    observation. The states here do not show the time left, so bootstrapping never tells the Q-function
-    that an attempt ran out of time; as a terminal failure it does (docs/results.md, section 3)."""
     behavior_weight: float = 10.0
     """Weight of the cross-entropy that trains the support head (``ModelConfig.support_tau`` > 0) on
     the data's bins; unused without the head. The head shares the transformer with the Q-function: at
@@ -198,7 +189,7 @@ class LossConfig:
     against 86% on the training tasks), at 10 as well (86%; docs/results.md, section 3)."""
     behavior_successes_only: bool = True
     """Train the support head on samples of successful episodes only (a Monte-Carlo return above
-    ``min_return``), so that the Q-function chooses among what succeeded rather than among everything
+    ``ReturnConfig.min_return``), so that the Q-function chooses among what succeeded rather than among everything
     the data did (filtered behaviour cloning as the support)."""
     behavior_online: bool = True
     """Train the support head on samples collected online while fine-tuning too (``batch.online``;
@@ -218,8 +209,6 @@ class LossConfig:
     the Q-Transformer on the successes 29% against 22%; docs/results.md, section 3)."""
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
-        _check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
         _check(
             self.online_alpha is None or self.online_alpha >= 0.0,
@@ -268,8 +257,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything the learner needs: model shape, loss and optimisation."""
+    """Everything the learner needs: model shape, return definition, loss and optimisation."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    returns: ReturnConfig = field(default_factory=ReturnConfig)

@@ -106,7 +106,7 @@ def train_step(
                 loss, terms = bc_loss(model, batch, cfg.loss)
             else:
                 assert target_model is not None  # checked above
-                loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss)
+                loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss, cfg.returns)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at optimiser step {opt_step}: {terms}")
         accelerator.backward(loss)

@@ -1,7 +1,8 @@
 """The losses: the Q-Transformer loss (Chebotar et al. 2023, §4) and the behaviour-cloning baseline.
 
 Each is a pure function of (model, [target model,] batch, config) returning the scalar loss to minimise
-and its named terms (detached, for logging); ``LOSSES`` names them for ``train_step``'s ``method``.
+and its named terms (detached, for logging); ``LossMethod`` names them for ``train_step``'s
+``method``. ``gamma`` and ``min_return`` below are the run's :class:`~qtransformer.returns.ReturnConfig`.
 
 The Q-Transformer loss (``qtransformer_loss``).
 
@@ -44,6 +45,7 @@ from qtransformer.batch import Batch
 from qtransformer.bins import neighbour_weights, soft_bin_targets
 from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
+from qtransformer.returns import ReturnConfig
 
 LossMethod = Literal["qtransformer", "bc"]
 """Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network) or ``bc_loss``."""
@@ -85,7 +87,9 @@ def check_batch(batch: Batch, num_bins: int) -> None:
 
 
 @torch.no_grad()
-def td_targets(target_model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def td_targets(
+    target_model: nn.Module, batch: Batch, cfg: LossConfig, returns: ReturnConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension targets (B, D) and the mask (B, D) of where the MC bound was active.
 
     This is the only TD target in the project: pretraining and fine-tuning both come through here.
@@ -121,9 +125,9 @@ def td_targets(target_model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[
     ok = None if ok is None else ok[:, :1]
     next_value = best(q_next, ok)[:, 0]  # (B,)
     N = batch.rewards.shape[1]
-    discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
+    discounts = returns.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
     nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
-    last = nstep_reward + batch.bootstrap * cfg.gamma**batch.nstep * next_value
+    last = nstep_reward + batch.bootstrap * returns.gamma**batch.nstep * next_value
     targets.append(last[:, None])
     y = torch.cat(targets, dim=1).float()  # (B, D)
     if cfg.use_mc_bound:
@@ -178,7 +182,7 @@ def bc_loss(model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tens
 
 
 def qtransformer_loss(
-    model: nn.Module, target_model: nn.Module, batch: Batch, cfg: LossConfig
+    model: nn.Module, target_model: nn.Module, batch: Batch, cfg: LossConfig, returns: ReturnConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The conservative Q-learning loss. Returns the scalar loss and its named terms (detached): ``td``,
     ``conservative``, ``mc_bound_active_fraction``, ``q_mean``, ``q_max``, ``target_mean``,
@@ -194,7 +198,7 @@ def qtransformer_loss(
         q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
     q = q.float()
-    y, mc_active = td_targets(target_model, batch, cfg)
+    y, mc_active = td_targets(target_model, batch, cfg, returns)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
     K = q.shape[-1]
     if cfg.bin_smoothing > 0:
@@ -204,7 +208,7 @@ def qtransformer_loss(
     else:
         td = 0.5 * (q_taken - y).pow(2).mean()
         not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
-    per_sample = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
+    per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
     conservative = per_sample.mean()
     weight = torch.full_like(per_sample, cfg.alpha)
     if cfg.online_alpha is not None and batch.online is not None:
@@ -218,7 +222,7 @@ def qtransformer_loss(
         )
         ce = ce.view(bins.shape).mean(-1)  # (B,)
         use = (
-            (batch.mc_return > cfg.min_return + 1e-6).float()
+            (batch.mc_return > returns.min_return + 1e-6).float()
             if cfg.behavior_successes_only
             else torch.ones_like(ce)
         )

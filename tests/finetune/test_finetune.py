@@ -128,16 +128,20 @@ def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
     assert s["updates"] >= 2 * steps_before  # the learner's count continued from its snapshot
 
 
-def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
-    from finetune.train import value_scale
-    from qtransformer.config import LossConfig
+def test_finetuning_keeps_the_pretrained_return_definition_and_exports_it(pretrained, tmp_path):
+    from qtransformer.checkpoint import load_policy_checkpoint
+    from qtransformer.returns import ReturnOverrides
 
-    adopted = value_scale(LossConfig(alpha=0.5), {"gamma": 0.9, "min_return": 0.0, "alpha": 2.0})
-    assert adopted.gamma == 0.9 and adopted.alpha == 0.5  # only the fields that define a value's meaning
-    assert value_scale(LossConfig(gamma=0.9), {"gamma": 0.9}).gamma == 0.9
-    assert value_scale(LossConfig(), None) == LossConfig()  # from scratch: as given
-    with pytest.raises(ValueError, match=r"loss.gamma=0.95 differs .* gamma=0.9"):
-        value_scale(LossConfig(gamma=0.95), {"gamma": 0.9})
+    pre = load_policy_checkpoint(pretrained["policy"]).returns
+    with pytest.raises(ValueError, match=r"returns.gamma=0.5 differs .* gamma=0.98"):
+        run_finetune(_args(pretrained, tmp_path / "bad", returns=ReturnOverrides(gamma=0.5)), env_module=FAKE)
+    over = ReturnOverrides(gamma=pre.gamma, n_step=1)  # restating gamma is fine; n_step may change
+    s = run_finetune(
+        _args(pretrained, tmp_path / "run", returns=over, env_steps=40, eval_episodes=0), env_module=FAKE
+    )
+    want = dataclasses.replace(pre, n_step=1)
+    assert s["returns"] == want.to_dict()
+    assert load_policy_checkpoint(tmp_path / "run" / "policy").returns == want
 
 
 def test_practice_samples_keep_the_conservative_term_only_without_a_support_head():

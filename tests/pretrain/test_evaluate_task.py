@@ -13,6 +13,7 @@ from qtransformer.bins import ActionBins
 from qtransformer.checkpoint import save_policy_checkpoint
 from qtransformer.config import ModelConfig
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 
 
 def test_evaluate_one_task(tmp_path: Path) -> None:
@@ -21,7 +22,12 @@ def test_evaluate_one_task(tmp_path: Path) -> None:
         ModelConfig(state_dim=NAV_STATE_DIM, action_dim=3, num_bins=16, d_model=32, n_layers=1)
     )
     ckpt = save_policy_checkpoint(
-        tmp_path / "policy", model, ActionBins([-1] * 3, [1] * 3, 16), "default", {"env": "navigate"}
+        tmp_path / "policy",
+        model,
+        ActionBins([-1] * 3, [1] * 3, 16),
+        "default",
+        {"env": "navigate"},
+        returns=ReturnConfig(),
     )
     res = run_evaluate(
         EvalArgs(checkpoint=str(ckpt), task="go_to:red_sphere", episodes=1, paraphrases=("train",))

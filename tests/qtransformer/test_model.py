@@ -106,6 +106,7 @@ def test_ignored_state_values_do_not_reach_the_network():
 def test_state_statistics_standardise_the_state_and_travel_with_the_weights(tmp_path):
     from qtransformer.bins import ActionBins
     from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
+    from qtransformer.returns import ReturnConfig
 
     torch.manual_seed(0)
     cfg = tiny_config(normalize_state=True)
@@ -121,7 +122,7 @@ def test_state_statistics_standardise_the_state_and_travel_with_the_weights(tmp_
     assert not torch.allclose(model(state, emb, prev), plain(state, emb, prev))
     # The statistics are part of the checkpoint: a loaded policy scales the same way.
     bins = ActionBins(-torch.ones(3).numpy(), torch.ones(3).numpy(), cfg.num_bins)
-    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={})
+    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={}, returns=ReturnConfig())
     loaded = build_model(load_policy_checkpoint(tmp_path / "p"))
     assert torch.equal(loaded.state_mean, mean) and torch.allclose(
         loaded(state, emb, prev), model(state, emb, prev)
@@ -135,6 +136,7 @@ def test_state_statistics_standardise_the_state_and_travel_with_the_weights(tmp_
 def test_instruction_statistics_standardise_the_embedding_and_travel_with_the_weights(tmp_path):
     from qtransformer.bins import ActionBins
     from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
+    from qtransformer.returns import ReturnConfig
 
     torch.manual_seed(0)
     cfg = tiny_config(normalize_instruction=True)
@@ -153,7 +155,7 @@ def test_instruction_statistics_standardise_the_embedding_and_travel_with_the_we
     assert torch.allclose(model(state, emb, prev), plain(state, scaled, prev), atol=1e-5)
     assert not torch.allclose(model(state, emb, prev), plain(state, emb, prev))
     bins = ActionBins(-torch.ones(3).numpy(), torch.ones(3).numpy(), cfg.num_bins)
-    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={})
+    save_policy_checkpoint(tmp_path / "p", model, bins, encoder="default", meta={}, returns=ReturnConfig())
     loaded = build_model(load_policy_checkpoint(tmp_path / "p")).eval()
     assert torch.allclose(loaded(state, emb, prev), model(state, emb, prev))
     with pytest.raises(ValueError, match="16 values"):
