@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -31,6 +32,9 @@ FORMAT = "qtransformer-policy"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+
+
+T = TypeVar("T")
 
 
 class CheckpointError(RuntimeError):
@@ -122,6 +126,14 @@ def save_policy_checkpoint(
     return path
 
 
+def _entry(cfg_path: Path, config: dict[str, Any], name: str, parse: Callable[[Any], T]) -> T:
+    """One typed entry of ``config.json``; a missing or invalid one is a CheckpointError naming it."""
+    try:
+        return parse(config[name])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{str(cfg_path)!r} has an invalid {name!r} entry: {e}") from e
+
+
 def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
     """Read and verify a checkpoint directory; every failure names the file and the problem."""
     path = Path(path)
@@ -151,14 +163,16 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
             f"{str(cfg_path)!r} has no 'returns' entry: the return definition (gamma, n_step, "
             "timeout_is_failure, min_return) its Q-values were trained for is unknown"
         )
-    try:
-        model_config = ModelConfig.from_dict(config["model"])
-        bins = ActionBins.from_dict(config["action_bins"])
-        returns = ReturnConfig.from_dict(config["returns"])
-    except (KeyError, TypeError, ValueError) as e:
+    model_config = _entry(cfg_path, config, "model", ModelConfig.from_dict)
+    bins = _entry(cfg_path, config, "action_bins", ActionBins.from_dict)
+    returns = _entry(cfg_path, config, "returns", ReturnConfig.from_dict)
+    # The bins map the network's outputs to actions: a mismatch would index past the bins or leave
+    # action dimensions undecoded, so it is refused here rather than at the first act().
+    if (bins.action_dim, bins.num_bins) != (model_config.action_dim, model_config.num_bins):
         raise CheckpointError(
-            f"{str(cfg_path)!r} has an invalid model, action_bins or returns entry: {e}"
-        ) from e
+            f"{str(cfg_path)!r}: the action bins ({bins.action_dim} dims x {bins.num_bins} bins) do not "
+            f"match the model config (action_dim={model_config.action_dim}, num_bins={model_config.num_bins})"
+        )
     try:
         state_dict = load_file(str(w_path))
     except (SafetensorError, OSError) as e:

@@ -48,11 +48,35 @@ def test_the_return_definition_travels_typed_and_is_required(tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["returns"]["n_step"] = 0
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="invalid .*returns entry.*n_step"):
+    with pytest.raises(CheckpointError, match="invalid 'returns' entry.*n_step"):
         load_policy_checkpoint(path)
     del cfg["returns"]
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="no 'returns' entry"):
+        load_policy_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "bins, match",
+    [
+        ({"low": [-1] * 3, "high": [1] * 3, "num_bins": 16}, r"3 dims x 16 bins\) do not match .*num_bins=8"),
+        ({"low": [-1] * 2, "high": [1] * 2, "num_bins": 8}, r"2 dims .* do not match .*action_dim=3"),
+        (
+            {"low": [-1, 1, -1], "high": [1, 1, 1], "num_bins": 8},
+            r"invalid 'action_bins' entry.*high must exceed",
+        ),
+        ({"low": [-1] * 3, "high": [1, float("inf"), 1], "num_bins": 8}, r"'action_bins'.*finite"),
+        ({"low": [-1] * 3, "num_bins": 8}, r"invalid 'action_bins' entry.*high"),
+    ],
+)
+def test_loading_checks_the_action_bins_against_the_model(tmp_path, bins, match):
+    path = save_policy_checkpoint(
+        tmp_path / "ck", _model(), ActionBins([-1] * 3, [1] * 3, 8), "default", returns=ReturnConfig()
+    )
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["action_bins"] = bins
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=match):
         load_policy_checkpoint(path)
 
 
