@@ -1,7 +1,11 @@
 """The Q-Transformer network (Chebotar et al. 2023, §3): per-dimension Q-values over action bins.
 
-Legend: B batch, S state width, V images (cameras x frames), H/W pixels, E text embedding width,
-P context tokens, D action dimensions, K bins per dimension, C channels, d model width.
+Shapes use this einops legend (the reshapes below are ``einops.rearrange``/``repeat`` patterns in it):
+  b batch (B)                       s state width (S)              e text-embedding width (E)
+  v images per observation (V)      h, w pixels of an image, or of a conv feature map (H, W)
+  c channels (C)                    t tokens (per image, or the state's)
+  p context tokens (P)              l sequence length (L)          d model width
+  n heads                           hd width per head (d / n)      D action dimensions, K bins
 
 Sequence: ``[instruction, state tokens, image tokens | a_0, a_1, ..., a_{D-1}]``.
 The context prefix (left of ``|``) attends to itself freely; the token of action dimension ``i`` attends
@@ -20,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 from torch import nn
 
 from qtransformer.config import ModelConfig
@@ -64,8 +69,8 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.proj(text).chunk(2, dim=-1)  # (N, C) each
-        return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        gamma, beta = rearrange(self.proj(text), "b (two c) -> two b c 1 1", two=2)  # (B, C, 1, 1) each
+        return x * (1.0 + gamma) + beta
 
 
 class StateEncoder(nn.Module):
@@ -85,8 +90,8 @@ class StateEncoder(nn.Module):
         self.out = nn.Linear(h, cfg.state_tokens * cfg.d_model)
 
     def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        x = self.film(self.inp(state)[:, :, None, None], text)[:, :, 0, 0]  # (B, h)
-        x = F.gelu(x)
+        x = self.film(rearrange(self.inp(state), "b c -> b c 1 1"), text)  # (B, hidden, 1, 1)
+        x = F.gelu(rearrange(x, "b c 1 1 -> b c"))
         for layer in self.hidden:
             x = F.gelu(layer(x))
         return self.out(x)
@@ -120,11 +125,9 @@ class ImageEncoder(nn.Module):
         self.view_emb = nn.Parameter(torch.zeros(cfg.num_images, 1, cfg.d_model))
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        B, V = images.shape[:2]
-        x = (
-            images.reshape(B * V, *images.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        )  # (BV, 3, H, W)
-        t = text.repeat_interleave(V, dim=0)  # (BV, E)
+        V = images.shape[1]
+        x = rearrange(images, "b v h w c -> (b v) c h w").float() / 255.0 - 0.5  # (BV, 3, H, W)
+        t = repeat(text, "b e -> (b v) e", v=V)  # (BV, E)
         # oneDNN re-packs every conv weight on each eager call, which dominates at acting batch sizes;
         # the plain im2col + GEMM path is 2x faster there. Large (training) batches keep oneDNN.
         small = not torch.is_grad_enabled() and x.shape[0] < 16
@@ -136,11 +139,11 @@ class ImageEncoder(nn.Module):
                 x = x + y if res else y
         finally:
             torch._C._set_mkldnn_enabled(was_enabled)
-        weights = self.attn_maps(x).flatten(2).softmax(dim=-1)  # (BV, T, h*w)
-        tokens = torch.einsum("btn,bcn->btc", weights, x.flatten(2))  # (BV, T, C)
-        tokens = self.out(tokens).reshape(B, V, -1, self.out.out_features)  # (B, V, T, d)
+        weights = rearrange(self.attn_maps(x), "b t h w -> b t (h w)").softmax(dim=-1)  # (BV, T, h*w)
+        tokens = torch.einsum("btn,bcn->btc", weights, rearrange(x, "b c h w -> b c (h w)"))  # (BV, T, C)
+        tokens = rearrange(self.out(tokens), "(b v) t d -> b v t d", v=V)  # (B, V, T, d)
         tokens = tokens + self.view_emb[None]  # which camera / frame
-        return tokens.reshape(B, -1, tokens.shape[-1])  # (B, V*T, d)
+        return rearrange(tokens, "b v t d -> b (v t) d")  # (B, V*T, d)
 
 
 class Block(nn.Module):
@@ -162,19 +165,19 @@ class Block(nn.Module):
         x: torch.Tensor,  # (B, L, d) new tokens
         mask: torch.Tensor | None,  # (L, L_total) bool, True = may attend; None = attend to everything
         cache: tuple[torch.Tensor, torch.Tensor, int]
-        | None = None,  # (K, V, filled) buffers (B, h, L_max, hd)
+        | None = None,  # (K, V, filled) buffers (B, n, L_max, hd)
     ) -> torch.Tensor:
-        B, L, d = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, hd)
+        qkv = rearrange(self.qkv(self.ln1(x)), "b l (three n hd) -> three b n l hd", three=3, n=self.n_heads)
+        q, k, v = qkv  # (B, n, L, hd) each
         if cache is not None:
             kbuf, vbuf, filled = cache
+            L = x.shape[1]
             kbuf[:, :, filled : filled + L] = k
             vbuf[:, :, filled : filled + L] = v
             k, v = kbuf[:, :, : filled + L], vbuf[:, :, : filled + L]
         p = self.attn_dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, L, hd)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, n, L, hd)
+        x = x + self.drop(self.proj(rearrange(a, "b n l hd -> b l (n hd)")))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
@@ -293,15 +296,15 @@ class QTransformer(nn.Module):
     ) -> torch.Tensor:
         """Context tokens (B, P, d): instruction, state and image tokens with position embeddings."""
         self.check_inputs(state, instruction_emb, images)
-        B = instruction_emb.shape[0]
         if self.cfg.normalize_instruction:
             instruction_emb = (instruction_emb - self.instruction_mean) / self.instruction_std
-        toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
+        toks = [rearrange(self.text_in(instruction_emb), "b d -> b 1 d")]
         if self.state_in is not None:
             state = (state - self.state_mean) / self.state_std
             if self.cfg.state_ignore:
                 state = state * self.state_keep
-            toks.append(self.state_in(state, instruction_emb).view(B, self.cfg.state_tokens, -1))
+            state_toks = self.state_in(state, instruction_emb)  # (B, T*d)
+            toks.append(rearrange(state_toks, "b (t d) -> b t d", t=self.cfg.state_tokens))
         if self.images_in is not None:
             toks.append(self.images_in(images, instruction_emb))
         return torch.cat(toks, dim=1) + self.context_pos
