@@ -54,17 +54,15 @@ class ModelConfig:
     state_tokens: int = 1
     """Tokens the state MLP produces."""
     state_layers: int = 1
-    """Hidden layers of the state MLP (the first FiLM-conditioned). One layer is a linear read of the
-    state; a dense state with many values per object (GarbageSort's 124) gets more of its non-linear
-    reading done before the transformer with two or three."""
+    """Hidden layers of the state MLP (the first FiLM-conditioned by the instruction). More layers read
+    a dense state non-linearly before the transformer sees it."""
     state_hidden: int = 0
     """Width of the state MLP's hidden layers; 0 means ``2 * d_model``."""
     state_ignore: tuple[int, ...] = ()
     """Indices of state values the network does not read (set to zero after standardisation), so a
-    dataset's layout can stay as recorded while the policy leaves out values it should not act on.
-    The typical case is a velocity that is the previous action in disguise: a cloning learner then
-    copies its last action instead of reading where the object is (the copycat problem of behaviour
-    cloning from proprioceptive history; GarbageSort's grip velocity, ``(7, 8, 9)``)."""
+    dataset's layout can stay as recorded while the policy leaves out values it should not act on,
+    such as a velocity that is the previous action in disguise (the copycat problem of learning from
+    proprioceptive history)."""
     dropout: float = 0.0
     """Dropout inside the transformer."""
     head_layernorm: bool = True
@@ -74,26 +72,24 @@ class ModelConfig:
     q_activation: Literal["sigmoid", "none"] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
     normalize_instruction: bool = False
-    """Standardise the instruction embedding by the mean and std over the training data's instructions
-    (``QTransformer.set_instruction_stats``; pretraining takes them from the dataset's instructions).
-    Sentence embeddings of instructions that differ in one word ("... in the recycling bin" / "... in
-    the compost bin") share most of their direction; centring removes that shared part so the network
-    sees the words that tell tasks apart at full scale (the whitening of sentence embeddings). Buffers of
-    the network, like the state statistics."""
+    """Standardise the instruction embedding by the mean and std over the training data's distinct
+    instructions (``QTransformer.set_instruction_stats``; pretraining takes them from the dataset).
+    Embeddings of instructions that differ in one word share most of their direction; centring removes
+    that shared part so the words that tell tasks apart reach the network at full scale. The statistics
+    are buffers of the network, saved with its weights."""
     normalize_state: bool = False
     """Standardise the state by the training data's per-value mean and std before the state MLP
     (``QTransformer.set_state_stats``; pretraining, and fine-tuning from scratch with prior data, take
-    them from the dataset's ``meta/stats.json``). The statistics are buffers of the network, so the
-    checkpoint, the policy and the server apply the same scaling. Without it, positions in metres that
-    differ by centimetres between episodes are near-invisible next to values of order 1
-    (docs/results.md, section 3: GarbageSort)."""
+    them from the dataset's ``meta/stats.json``), so that small differences in values with a small
+    spread are not drowned by values of order 1. The statistics are buffers of the network, so the
+    checkpoint, the policy and the server apply the same scaling."""
     support_tau: float = 0.0
     """Support constraint (discrete BCQ, Fujimoto et al. 2019): when > 0 the network has a second head
     that predicts the data's bin distribution per dimension (trained by ``LossConfig.behavior_weight``),
     and every max over bins, in acting and in the TD target, is over the bins whose predicted
-    probability is at least ``support_tau`` times that of the most likely bin. A max over 256 bins
-    per dimension otherwise finds bins the data never supports and overrates them
-    (docs/results.md, section 3). 0 = no head, max over all bins."""
+    probability is at least ``support_tau`` times that of the most likely bin, so that the max never
+    picks a bin the data does not support (whose value nothing has corrected). 0 = no head, max over
+    all bins."""
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
@@ -173,40 +169,33 @@ class LossConfig:
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
     online_alpha: float | None = None
-    """Its weight on samples collected online while fine-tuning (None: ``alpha``; fine-tuning resolves
-    None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term
-    pushes down every bin the agent did not take, so it teaches the agent its own habits: a hand that
-    holds still after a grasp makes lifting look worse there each time. Without a support head,
-    switching it off made Navigate's fine-tuning worse (the bins practice never took were overrated);
-    with the head trained on the prior data, the Q-function's max runs only over the bins that data
-    supports (docs/results.md, section 3)."""
+    """The regulariser's weight on samples collected online while fine-tuning (``batch.online``); None:
+    ``alpha``. On practice samples the term pushes down every bin the agent did not take, which teaches
+    the agent its own habits; with a support head the max already keeps to the bins the prior data
+    supports, so fine-tuning resolves None to 0 for such a policy (``FinetuneArgs.loss``)."""
     use_mc_bound: bool = True
     """Lower-bound every target by the episode's Monte-Carlo return (§4.3)."""
     behavior_weight: float = 10.0
     """Weight of the cross-entropy that trains the support head (``ModelConfig.support_tau`` > 0) on
-    the data's bins; unused without the head. The head shares the transformer with the Q-function: at
-    weight 1 it imitated the successes less well than a separate cloning network (Navigate 4 Hz: 70%
-    against 86% on the training tasks), at 10 as well (86%; docs/results.md, section 3)."""
+    the data's bins; unused without the head. The head shares the transformer with the Q-function, so
+    its term is weighted up to hold its own against the TD and conservative terms."""
     behavior_successes_only: bool = True
     """Train the support head on samples of successful episodes only (a Monte-Carlo return above
-    ``ReturnConfig.min_return``), so that the Q-function chooses among what succeeded rather than among everything
-    the data did (filtered behaviour cloning as the support)."""
+    ``ReturnConfig.min_return``), so that the Q-function chooses among what succeeded rather than among
+    everything the data did (filtered behaviour cloning as the support)."""
     behavior_online: bool = True
     """Train the support head on samples collected online while fine-tuning too (``batch.online``;
-    fine-tuning's default is False, ``FinetuneArgs.loss``). Practice episodes are acted with
-    exploration (random bins, APRL's narrowed range), so even the successful ones teach the head
-    noisier bins than the data it was pretrained on, and whatever habit practice has (a GarbageSort
-    success that held the object still for 30 steps moved the head's mass from lifting to staying);
-    False keeps it to the prior data, and the Q-function learns the new task among the bins that data
-    supports."""
+    fine-tuning's default is False, ``FinetuneArgs.loss``). Practice is acted with exploration, so even
+    its successes carry noisier bins than the prior data; False keeps the head to the prior data, and
+    the Q-function learns the new task among the bins that data supports."""
     bin_smoothing: float = 0.0
     """Std, in bins, over which each data bin is spread to its neighbours (``bins.neighbour_weights``;
-    0: the bin alone). The TD term then also regresses the neighbours toward the target, by their
-    weight; the conservative term spares them by the same weight; the cross-entropies (cloning, support
-    head) take the spread as a soft target; and in training the earlier dimensions' bins the network is
-    conditioned on are moved by a rounded Gaussian of the same std, so that later dimensions do not
-    learn to read the exact earlier bin. For continuous commands spread over many bins (GarbageSort:
-    the Q-Transformer on the successes 29% against 22%; docs/results.md, section 3)."""
+    0: the bin alone), because neighbouring bins are nearly the same action. The TD term then also
+    regresses the neighbours toward the target, by their weight; the conservative term spares them by
+    the same weight; the cross-entropies (``bc_loss``, the support head) take the spread as a soft
+    target; and in training the earlier dimensions' bins the network is conditioned on are moved by a
+    rounded Gaussian of the same std, so that later dimensions do not learn to read the exact earlier
+    bin."""
 
     def __post_init__(self) -> None:
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
@@ -226,7 +215,7 @@ class OptimConfig:
     """Optimiser, schedule and target-network settings shared by pretraining and fine-tuning."""
 
     lr: float = 1e-3
-    """Peak learning rate (AdamW); 1e-3 suits the default network, larger ones want less (3e-4 for ``reference``)."""
+    """Peak learning rate (AdamW); larger networks want less (3e-4 for the ``reference`` preset)."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to norms, biases or embeddings)."""
     warmup_steps: int = 100
@@ -239,12 +228,8 @@ class OptimConfig:
     """Gradient clipping by global norm; 0 disables."""
     grad_accum_steps: int = 1
     """Micro-batches accumulated per optimiser step."""
-    target_update: Literal["polyak", "copy"] = "polyak"
-    """How the target network follows the online one."""
     tau: float = 0.005
-    """Polyak rate for ``target_update='polyak'``."""
-    target_period: int = 100
-    """Optimiser steps between copies for ``target_update='copy'``."""
+    """Polyak rate at which the target network follows the online one, after every optimiser step."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -252,7 +237,6 @@ class OptimConfig:
         _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         _check(self.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
-        _check(self.target_period >= 1, f"target_period must be >= 1, got {self.target_period}")
 
 
 @dataclass

@@ -60,16 +60,14 @@ def make_target(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_target(online: nn.Module, target: nn.Module, cfg: OptimConfig, opt_step: int) -> None:
-    """Polyak averaging every step, or a hard copy every ``target_period`` optimiser steps."""
+def update_target(online: nn.Module, target: nn.Module, cfg: OptimConfig) -> None:
+    """Polyak averaging, ``target <- target + tau * (online - target)``; buffers (the input statistics)
+    are copied."""
     src = [p.detach() for p in online.parameters()]
     dst = list(target.parameters())
     if len(src) != len(dst):
         raise ValueError("online and target networks have different parameter lists")
-    if cfg.target_update == "polyak":
-        torch._foreach_lerp_(dst, [s.to(d.dtype) for s, d in zip(src, dst)], cfg.tau)
-    elif opt_step % cfg.target_period == 0:
-        torch._foreach_copy_(dst, src)
+    torch._foreach_lerp_(dst, [s.to(d.dtype) for s, d in zip(src, dst)], cfg.tau)
     for b_dst, b_src in zip(target.buffers(), online.buffers()):
         b_dst.copy_(b_src)
 
@@ -89,7 +87,7 @@ def train_step(
 
     ``model`` and ``optimizer`` must come from ``accelerator.prepare``; the scheduler is stepped here,
     once per applied optimiser step, so the schedule does not depend on the number of processes.
-    ``opt_step`` is the count of optimiser steps before this call (used by periodic target copies).
+    ``opt_step`` is the count of optimiser steps before this call (named when the loss is not finite).
     ``method`` picks the loss: ``"qtransformer"`` needs ``target_model`` and moves it after every
     applied step; ``"bc"`` trains without one (``target_model`` must be None).
     """
@@ -121,7 +119,7 @@ def train_step(
         if scheduler is not None:
             scheduler.step()
         if target_model is not None:
-            update_target(accelerator.unwrap_model(model), target_model, cfg.optim, opt_step + 1)
+            update_target(accelerator.unwrap_model(model), target_model, cfg.optim)
     terms["loss"] = loss.detach()
     terms["lr"] = torch.tensor(optimizer.param_groups[0]["lr"])
     return terms, stepped

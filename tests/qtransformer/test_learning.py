@@ -73,16 +73,15 @@ def test_gradient_accumulation_steps_only_on_sync():
     assert s2 and not torch.equal(w0, next(model.parameters()))
 
 
-def test_polyak_and_copy_updates():
+def test_polyak_update_moves_the_target_by_tau_and_copies_buffers():
     a, b = QTransformer(tiny_config()), QTransformer(tiny_config())
+    a.set_state_stats(torch.arange(5.0), torch.full((5,), 2.0))
     pa, pb = next(a.parameters()), next(b.parameters())
     expected = pb.detach() + 0.25 * (pa.detach() - pb.detach())
-    update_target(a, b, OptimConfig(target_update="polyak", tau=0.25), 1)
+    update_target(a, b, OptimConfig(tau=0.25))
     torch.testing.assert_close(pb, expected)
-    copy_cfg = OptimConfig(target_update="copy", target_period=3)
-    update_target(a, b, copy_cfg, 2)
-    assert not torch.equal(pa, pb)
-    update_target(a, b, copy_cfg, 3)
+    assert torch.equal(b.state_mean, a.state_mean) and torch.equal(b.state_std, a.state_std)
+    update_target(a, b, OptimConfig(tau=1.0))
     assert torch.equal(pa, pb)
 
 
