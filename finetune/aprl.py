@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import tyro
 from torch import nn
 
 from finetune.episode import Episode
@@ -32,29 +33,29 @@ class AprlConfig:
 
     enabled: bool = True
     """Restrict the action range by the dynamics model's confidence (off = plain exploration)."""
-    initial_scale: float = 0.5
+    initial_scale: tyro.conf.Suppress[float] = 0.5
     """Starting half-width of each dimension's allowed range, as a fraction of the full range."""
-    min_scale: float = 0.1
+    min_scale: tyro.conf.Suppress[float] = 0.1
     """The range never shrinks below this fraction."""
-    grow: float = 0.05
+    grow: tyro.conf.Suppress[float] = 0.05
     """Multiplicative widening per update when the model is confident."""
-    shrink: float = 0.15
+    shrink: tyro.conf.Suppress[float] = 0.15
     """Multiplicative narrowing per update, for dimensions used near their limit, when it is not."""
-    low_error: float = 2.0
+    low_error: tyro.conf.Suppress[float] = 2.0
     """Confident when recent error < low_error x the model's own held-out error."""
-    high_error: float = 4.0
+    high_error: tyro.conf.Suppress[float] = 4.0
     """Surprised when recent error > high_error x the model's own training error."""
-    near_limit: float = 0.8
+    near_limit: tyro.conf.Suppress[float] = 0.8
     """A dimension 'pushed its limit' when |a| >= near_limit x its current half-width."""
-    error_floor: float = 0.1
+    error_floor: tyro.conf.Suppress[float] = 0.1
     """Errors below this (in units of the typical state change) always count as confident."""
-    window: int = 50
+    window: tyro.conf.Suppress[int] = 50
     """Recent transitions the error is averaged over."""
-    adapt_every: int = 10
+    adapt_every: tyro.conf.Suppress[int] = 10
     """Environment steps between range updates (the range follows the robot within an episode)."""
-    ensemble: int = 3
+    ensemble: tyro.conf.Suppress[int] = 3
     """Dynamics models in the ensemble."""
-    hidden: int = 128
+    hidden: tyro.conf.Suppress[int] = 128
     """Width of each dynamics model."""
     prime_with_prior: bool = True
     """Fit the dynamics model on the prior data's transitions before the first online step: the robot is
@@ -62,9 +63,9 @@ class AprlConfig:
     wherever practice looks like the prior data and stays narrow where it does not. False starts the
     model from nothing (it learns from the first online episodes, while the range sits at
     ``initial_scale``)."""
-    prime_iters: int = 300
+    prime_iters: tyro.conf.Suppress[int] = 300
     """Gradient steps per ensemble member of that first fit."""
-    exempt_dims: tuple[int, ...] | None = None
+    exempt_dims: tyro.conf.Suppress[tuple[int, ...] | None] = None
     """Action dimensions the range never bounds; None takes the env's ``CAUTIOUS_EXEMPT_DIMS``
     (GarbageSort and the real arm: the gripper). The gripper's command is a finger position: a
     narrower range does not make a grasp gentler, it leaves the fingers half open or half closed, so

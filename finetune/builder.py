@@ -27,6 +27,7 @@ from qtransformer.checkpoint import build_model, load_policy_checkpoint
 from qtransformer.config import LossConfig, TrainConfig
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
+from qtransformer.returns import ReturnConfig, resolve_returns
 from qtransformer.text import DEFAULT_ENCODER, TextEncoder
 
 if TYPE_CHECKING:
@@ -49,8 +50,10 @@ class FinetuneRun:
     """Everything the practice loop needs, made once from the arguments."""
 
     args: FinetuneArgs
-    """The arguments with ``task`` and ``loss`` resolved (the held-out task; the checkpoint's returns)."""
+    """The arguments with ``task`` and ``loss`` resolved (the held-out task; ``online_alpha``)."""
     out: Path
+    returns: ReturnConfig
+    """The return definition the run learns (the pretrained policy's, with the arguments' overrides)."""
     policy: QTransformerPolicy
     """The acting policy (CPU, in the learner's process): it gets the learner's weights as they change."""
     encoder_name: str
@@ -137,33 +140,6 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     return kwargs
 
 
-VALUE_SCALE_FIELDS = ("gamma", "min_return")
-
-
-def value_scale(loss: LossConfig, pretrained_loss: Mapping[str, Any] | None) -> LossConfig:
-    """``loss`` with the discount and minimal return the pretrained Q-function was trained with.
-
-    Those two fix what a Q-value means (a discounted success probability with its floor), so a
-    fine-tuning target with another discount would silently rescale every value the policy has
-    learnt. Fields left at their defaults take the checkpoint's; a value set to something else is an
-    error, because it would mean retraining the values, not fine-tuning them.
-    """
-    if not pretrained_loss:
-        return loss
-    default = LossConfig()
-    changes = {}
-    for name in VALUE_SCALE_FIELDS:
-        if name not in pretrained_loss or pretrained_loss[name] == getattr(loss, name):
-            continue
-        if getattr(loss, name) != getattr(default, name):
-            raise ValueError(
-                f"loss.{name}={getattr(loss, name)} differs from the pretrained policy's "
-                f"{name}={pretrained_loss[name]}; fine-tune with the value its Q-function was trained with"
-            )
-        changes[name] = pretrained_loss[name]
-    return dataclasses.replace(loss, **changes)
-
-
 def practice_loss(loss: LossConfig, support_head: bool) -> LossConfig:
     """``loss`` with ``online_alpha`` resolved: None becomes 0 for a policy with a support head (its
     targets and its actions already keep to the bins the prior data supports, and on practice samples
@@ -231,8 +207,9 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
             standardise_from_prior(model, args, text)
     model.set_head_dropout(args.head_dropout)
     meta: dict[str, Any] = {"env": args.env, "env_kwargs": env_kwargs}
-    if ckpt is not None and args.init == "pretrained":
-        meta["loss"] = ckpt.meta.get("loss")
+    if ckpt is not None:
+        # The pretrained return definition, also for the from-scratch baseline in its shape.
+        meta["returns"] = ckpt.returns.to_dict()
     return QTransformerPolicy(model, bins, text, meta), encoder_name
 
 
@@ -255,10 +232,11 @@ def build_finetune(args: FinetuneArgs, env_module: str = "envs") -> FinetuneRun:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     policy, encoder_name = make_policy(args, env_module)
-    loss = value_scale(args.loss, policy.meta.get("loss"))
-    args = dataclasses.replace(args, loss=practice_loss(loss, policy.model.cfg.support_tau > 0))
+    pretrained = ReturnConfig.from_dict(policy.meta["returns"]) if "returns" in policy.meta else None
+    returns = resolve_returns(pretrained, args.returns)
+    args = dataclasses.replace(args, loss=practice_loss(args.loss, policy.model.cfg.support_tau > 0))
     mcfg = policy.model.cfg
-    cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim)
+    cfg = TrainConfig(model=mcfg, loss=args.loss, optim=args.optim, returns=returns)
     learner_model = QTransformer(mcfg)
     learner_model.load_state_dict(policy.model.state_dict())
     learner = Learner(learner_model, cfg, policy.bins, policy.encoder, seed=args.seed)
@@ -272,17 +250,14 @@ def build_finetune(args: FinetuneArgs, env_module: str = "envs") -> FinetuneRun:
         learner=learner,
         actor=actor,
         offline=None,
-        online=EpisodeReplay(
-            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed + 1, cfg.loss.timeout_is_failure
-        ),
+        returns=returns,
+        online=EpisodeReplay(returns, mcfg.num_images, args.seed + 1),
         store=EpisodeStore(out / "episodes"),
         make_env=lambda: envs.make_env(args.env, image_size=mcfg.image_size, tasks="all", **env_kwargs),
     )
     prime = args.aprl.enabled and args.aprl.prime_with_prior
     if args.prior_data:
-        run.offline = EpisodeReplay(
-            cfg.loss.gamma, cfg.loss.n_step, mcfg.num_images, args.seed, cfg.loss.timeout_is_failure
-        )
+        run.offline = EpisodeReplay(returns, mcfg.num_images, args.seed)
         for ep in load_prior(args, use_images=mcfg.image_size > 0):
             run.offline.add(ep)
             run.n_prior += 1

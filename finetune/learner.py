@@ -46,7 +46,10 @@ class Learner:
         return {k: float(v) for k, v in terms.items()}
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.acc.unwrap_model(self.model).state_dict().items()}
+        return {
+            k: v.detach().to("cpu", copy=True)
+            for k, v in self.acc.unwrap_model(self.model).state_dict().items()
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {

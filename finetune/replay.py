@@ -11,7 +11,7 @@ import numpy as np
 
 from finetune.episode import Episode
 from qtransformer import batch as K
-from qtransformer.returns import episode_targets
+from qtransformer.returns import ReturnConfig, episode_targets
 
 
 class _Growable:
@@ -37,11 +37,10 @@ class _Growable:
 class EpisodeReplay:
     """Uniform transition sampling over every stored episode."""
 
-    def __init__(
-        self, gamma: float, n_step: int, num_frames: int = 1, seed: int = 0, timeout_is_failure: bool = False
-    ):
-        self.gamma, self.n_step, self.num_frames = gamma, n_step, num_frames
-        self.timeout_is_failure = bool(timeout_is_failure)
+    def __init__(self, returns: ReturnConfig, num_frames: int = 1, seed: int = 0):
+        if not isinstance(returns, ReturnConfig):
+            raise TypeError(f"returns must be a ReturnConfig, got {type(returns).__name__}")
+        self.returns, self.num_frames = returns, num_frames
         self.rng = np.random.default_rng(seed)
         self._obs: dict[str, _Growable] = {}
         self._ep_start = _Growable((), np.int64)  # per observation: index of its episode's first obs
@@ -63,7 +62,7 @@ class EpisodeReplay:
                 ("obs", (), np.int64),
                 ("next_obs", (), np.int64),
                 ("action", ep.action.shape[1:], np.float32),
-                ("rewards", (self.n_step,), np.float32),
+                ("rewards", (self.returns.n_step,), np.float32),
                 ("nstep", (), np.int64),
                 ("bootstrap", (), np.float32),
                 ("mc_return", (), np.float32),
@@ -77,7 +76,8 @@ class EpisodeReplay:
                 f"state shape {ep.state.shape[1:]} differs from the replay's {self._obs['state'].data.shape[1:]}"
             )
         base = self._obs["state"].size
-        tg = episode_targets(ep.reward, ep.terminated or self.timeout_is_failure, self.gamma, self.n_step)
+        r = self.returns
+        tg = episode_targets(ep.reward, ep.terminated or r.timeout_is_failure, r.gamma, r.n_step)
         self._obs["state"].extend(ep.state.astype(np.float32))
         if ep.image is not None:
             self._obs["image"].extend(ep.image)

@@ -35,6 +35,7 @@ from finetune.store import save_snapshot
 from pretrain.dataset import write_json
 from qtransformer.checkpoint import save_policy_checkpoint
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from qtransformer.returns import ReturnOverrides
 from qtransformer.rollout import evaluate
 
 
@@ -72,9 +73,11 @@ class FinetuneArgs:
     """Share of every batch drawn from prior data (RLPD: 0.5)."""
     head_dropout: float = 0.01
     """Q-head dropout during fine-tuning (DroQ-style regularisation for high update ratios)."""
+    returns: ReturnOverrides = field(default_factory=ReturnOverrides)
+    """Return definition: each field left unset takes the pretrained policy's (``ReturnConfig``'s default
+    without a checkpoint); ``gamma`` and ``min_return`` may only restate the pretrained policy's."""
     loss: LossConfig = field(default_factory=lambda: LossConfig(behavior_online=False))
-    """Loss settings; ``gamma`` and ``min_return`` are those the pretrained policy was trained with.
-    Practice samples do not train the support head (``behavior_online`` False), and with a support head
+    """Loss settings. Practice samples do not train the support head (``behavior_online`` False), and with a support head
     they get no conservative term (``online_alpha`` None resolves to 0 then, to ``alpha`` without one),
     so that the agent does not learn to imitate its own practice."""
     optim: OptimConfig = field(
@@ -307,10 +310,12 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
             "updates": learner.updates,
             "loss": dataclasses.asdict(run.args.loss),
         },
+        returns=run.returns,
     )
     summary = {
         "task": run.task,
         "loss": dataclasses.asdict(run.args.loss),
+        "returns": run.returns.to_dict(),
         "prior_episodes": run.n_prior,
         "aprl_primed_transitions": run.primed,
         **run.counters,

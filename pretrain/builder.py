@@ -96,12 +96,12 @@ def model_config(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
         image_size=image_size,
         num_images=args.num_frames * max(1, len(meta["cameras"])) if image_size else 1,
         # Behaviour cloning reads the head's outputs as logits of a softmax over bins: no sigmoid.
-        q_activation="none" if args.loss.behavior_cloning else args.model.q_activation,
+        q_activation="none" if args.method == "bc" else args.model.q_activation,
     )
     optim = args.optim
     if optim.total_steps == 0:
         optim = dataclasses.replace(optim, total_steps=args.steps)
-    return TrainConfig(model=model, loss=args.loss, optim=optim)
+    return TrainConfig(model=model, loss=args.loss, optim=optim, returns=args.returns)
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -135,7 +135,7 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     encoder = TextEncoder(args.encoder)
     if cfg.model.normalize_instruction:
         apply_instruction_stats(model, meta["instructions"], encoder)
-    target = None if cfg.loss.behavior_cloning else make_target(model).to(acc.device)
+    target = None if args.method == "bc" else make_target(model).to(acc.device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     model, optimizer = acc.prepare(model, optimizer)
@@ -148,9 +148,7 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     loader = OfflineLoader(
         args.dataset,
         args.batch_size,
-        gamma=cfg.loss.gamma,
-        n_step=cfg.loss.n_step,
-        timeout_is_failure=cfg.loss.timeout_is_failure,
+        returns=cfg.returns,
         rank=acc.process_index,
         world_size=acc.num_processes,
         seed=args.seed,
@@ -183,8 +181,10 @@ def export_policy(run: PretrainRun, path: Path) -> None:
             "step": run.counter.step,
             "dataset": str(run.args.dataset),
             "recipe": run.args.recipe,
+            "method": run.args.method,
             "loss": dataclasses.asdict(run.cfg.loss),
         },
+        returns=run.cfg.returns,
     )
 
 

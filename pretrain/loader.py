@@ -42,7 +42,7 @@ from pretrain.dataset import (
     vector_to_numpy,
 )
 from qtransformer import batch as keys
-from qtransformer.returns import episode_targets
+from qtransformer.returns import ReturnConfig, episode_targets
 
 
 @dataclass
@@ -155,22 +155,18 @@ def _read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> _FileC
 
 
 def file_transitions(
-    cols: _FileColumns,
-    gamma: float,
-    n_step: int,
-    frame_history: int,
-    cameras: Sequence[str],
-    timeout_is_failure: bool = False,
+    cols: _FileColumns, returns: ReturnConfig, frame_history: int, cameras: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """All transitions of one file's kept episodes as arrays (images as encoded-frame references).
 
-    ``timeout_is_failure``: a truncated episode keeps every frame and ends in a terminal failure.
+    ``returns.timeout_is_failure``: a truncated episode keeps every frame and ends in a terminal failure.
     """
+    gamma, n_step = returns.gamma, returns.n_step
     rows, next_rows, parts = [], [], {k: [] for k in ("rewards", "nstep", "bootstrap", "mc_return")}
     first_rows = []
     for _ep, s, T, term in cols.spans:
         r = cols.reward[s : s + T]
-        if term or timeout_is_failure:
+        if term or returns.timeout_is_failure:
             tg = episode_targets(r, True, gamma, n_step)
             mc = tg.mc_return
             nxt = np.minimum(tg.next_index, T - 1)  # only where bootstrap == 0: placeholder, never used
@@ -290,8 +286,7 @@ class OfflineLoader:
         root: str | Path,
         batch_size: int,
         *,
-        gamma: float,
-        n_step: int,
+        returns: ReturnConfig,
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
@@ -301,7 +296,6 @@ class OfflineLoader:
         episode_filter: EpisodeFilter | None = None,
         num_epochs: int | None = None,
         drop_last: bool = True,
-        timeout_is_failure: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -311,15 +305,14 @@ class OfflineLoader:
             raise ValueError(f"shuffle_buffer ({shuffle_buffer}) must be >= batch_size ({batch_size})")
         if frame_history < 1:
             raise ValueError(f"frame_history must be >= 1, got {frame_history}")
-        if not 0.0 < gamma <= 1.0 or n_step < 1:
-            raise ValueError(f"need 0 < gamma <= 1 and n_step >= 1, got gamma={gamma}, n_step={n_step}")
+        if not isinstance(returns, ReturnConfig):
+            raise TypeError(f"returns must be a ReturnConfig, got {type(returns).__name__}")
         self.meta = DatasetMeta.load(root)
-        self.batch_size, self.gamma, self.n_step = batch_size, gamma, n_step
+        self.batch_size, self.returns = batch_size, returns
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.frame_history = shuffle_buffer, frame_history
         self.cameras = _check_cameras(self.meta, cameras)
         self.num_epochs, self.drop_last = num_epochs, drop_last
-        self.timeout_is_failure = bool(timeout_is_failure)
         kept = select_episodes(self.meta, episode_filter)
         files = self.meta.files(kept)
         if len(files) >= world_size:
@@ -367,9 +360,7 @@ class OfflineLoader:
             files = self.epoch_files(self.epoch)
             while self.cursor < len(files):
                 cols = _read_file(self.meta, files[self.cursor], self.cameras)
-                block = file_transitions(
-                    cols, self.gamma, self.n_step, self.frame_history, self.cameras, self.timeout_is_failure
-                )
+                block = file_transitions(cols, self.returns, self.frame_history, self.cameras)
                 del cols
                 if block:
                     perm = rng.permutation(len(block[keys.STATE]))

@@ -32,6 +32,7 @@ from qtransformer.config import LossConfig, ModelConfig, OptimConfig
 from qtransformer.learning import train_step
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
+from qtransformer.returns import ReturnConfig
 from qtransformer.text import DEFAULT_ENCODER, TextEncoder
 
 
@@ -48,6 +49,12 @@ class PretrainArgs:
     """Run directory: checkpoints/, policy/ (inference export), tensorboard logs, summary JSON."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Network shape; state_dim, action_dim and image_size are taken from the dataset."""
+    method: Literal["qtransformer", "bc"] = "qtransformer"
+    """Loss to train with: the Q-Transformer's conservative Q-learning, or behaviour cloning (``bc``:
+    cross-entropy on the data's bins with the same network, no target network)."""
+    returns: ReturnConfig = field(default_factory=ReturnConfig)
+    """The return definition (discount, n-step horizon, timeouts, minimal return) the Q-values learn;
+    stored in the exported policy."""
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 2000
@@ -58,7 +65,7 @@ class PretrainArgs:
     """Camera frames of history per observation (the model's num_images)."""
     image_size: int | None = None
     """Train on the dataset's camera images (which must have this size); None = state-only."""
-    shuffle_buffer: int = 20_000
+    shuffle_buffer: tyro.conf.Suppress[int] = 20_000
     """Transitions held in the streaming shuffle buffer per process."""
     success_only: bool = False
     """Train only on successful episodes."""
@@ -208,7 +215,15 @@ def train(run: PretrainRun) -> dict[str, Any]:
     while counter.step < args.steps:
         batch = make_batch(next(data), run.bins, run.encoder.encode, acc.device)
         terms, stepped = train_step(
-            run.model, run.target, run.optimizer, batch, run.cfg, acc, run.scheduler, counter.step
+            run.model,
+            run.target,
+            run.optimizer,
+            batch,
+            run.cfg,
+            acc,
+            run.scheduler,
+            counter.step,
+            args.method,
         )
         n_last += batch.size
         if not stepped:

@@ -85,9 +85,8 @@ def neighbour_weights(bins: torch.Tensor, num_bins: int, sigma: float) -> torch.
     """Integer bins (...) -> weights (..., num_bins): ``exp(-(k - bin)^2 / (2 sigma^2))``, 1 on the bin itself
     and falling off over its neighbours (``sigma`` in bins; 0 gives the one-hot).
 
-    The bins of a dimension are ordered: an action one bin away from the data's is nearly the same action.
-    A one-hot target ignores that, and over 256 bins a continuous command spreads the data so thin that a
-    classifier puts its mass on the one bin that saturated commands fill (docs/results.md, section 3).
+    The bins of a dimension are ordered: an action one bin away from the data's is nearly the same action,
+    which a one-hot target ignores; over many bins a continuous command then spreads the data thin.
     """
     if not (sigma >= 0 and np.isfinite(sigma)):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma}")

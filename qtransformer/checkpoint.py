@@ -1,7 +1,7 @@
 """Inference checkpoints: a directory with ``model.safetensors`` and ``config.json``, written atomically.
 
-``config.json`` holds the model config, the action bounds and bins, the text encoder reference, the
-observation spec, free-form metadata and the SHA-256 of the weights file, so that a truncated or
+``config.json`` holds the model config, the action bounds and bins, the return definition the
+Q-values were trained for (``returns``), the text encoder reference, free-form metadata and the SHA-256 of the weights file, so that a truncated or
 swapped weights file is detected on load. A save builds the whole directory under a temporary name and
 swaps it in with renames, so a crash never leaves a half-written checkpoint and the previous one
 survives any failure.
@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -25,11 +26,15 @@ from safetensors.torch import load_file, save_file
 from qtransformer.bins import ActionBins
 from qtransformer.config import ModelConfig
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 
 FORMAT = "qtransformer-policy"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+
+
+T = TypeVar("T")
 
 
 class CheckpointError(RuntimeError):
@@ -42,6 +47,8 @@ class PolicyCheckpoint:
     bins: ActionBins
     encoder: str
     state_dict: dict[str, torch.Tensor]
+    returns: ReturnConfig
+    """The return definition the Q-values were trained for (what a value of the policy means)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,8 +74,13 @@ def save_policy_checkpoint(
     bins: ActionBins,
     encoder: str,
     meta: dict[str, Any] | None = None,
+    *,
+    returns: ReturnConfig,
 ) -> Path:
-    """Write ``model`` (a :class:`QTransformer`, possibly wrapped) as an inference checkpoint at ``path``."""
+    """Write ``model`` (a :class:`QTransformer`, possibly wrapped) as an inference checkpoint at ``path``,
+    with the return definition its Q-values were trained for."""
+    if not isinstance(returns, ReturnConfig):
+        raise TypeError(f"returns must be a ReturnConfig, got {type(returns).__name__}")
     path = Path(path)
     inner = getattr(model, "module", model)
     if not isinstance(inner, QTransformer):
@@ -88,6 +100,7 @@ def save_policy_checkpoint(
             "version": VERSION,
             "model": inner.cfg.to_dict(),
             "action_bins": bins.to_dict(),
+            "returns": returns.to_dict(),
             "encoder": encoder,
             "meta": meta or {},
             "weights_sha256": _sha256(tmp / WEIGHTS),
@@ -111,6 +124,14 @@ def save_policy_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _entry(cfg_path: Path, config: dict[str, Any], name: str, parse: Callable[[Any], T]) -> T:
+    """One typed entry of ``config.json``; a missing or invalid one is a CheckpointError naming it."""
+    try:
+        return parse(config[name])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{str(cfg_path)!r} has an invalid {name!r} entry: {e}") from e
 
 
 def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
@@ -137,24 +158,34 @@ def load_policy_checkpoint(path: str | os.PathLike) -> PolicyCheckpoint:
         raise CheckpointError(
             f"{str(w_path)!r} does not match the SHA-256 recorded in {CONFIG} (truncated or replaced file)"
         )
-    try:
-        model_config = ModelConfig.from_dict(config["model"])
-        bins = ActionBins.from_dict(config["action_bins"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{str(cfg_path)!r} has an invalid model or action_bins entry: {e}") from e
+    if "returns" not in config:
+        raise CheckpointError(
+            f"{str(cfg_path)!r} has no 'returns' entry: the return definition (gamma, n_step, "
+            "timeout_is_failure, min_return) its Q-values were trained for is unknown"
+        )
+    model_config = _entry(cfg_path, config, "model", ModelConfig.from_dict)
+    bins = _entry(cfg_path, config, "action_bins", ActionBins.from_dict)
+    returns = _entry(cfg_path, config, "returns", ReturnConfig.from_dict)
+    # The bins map the network's outputs to actions: a mismatch would index past the bins or leave
+    # action dimensions undecoded, so it is refused here rather than at the first act().
+    if (bins.action_dim, bins.num_bins) != (model_config.action_dim, model_config.num_bins):
+        raise CheckpointError(
+            f"{str(cfg_path)!r}: the action bins ({bins.action_dim} dims x {bins.num_bins} bins) do not "
+            f"match the model config (action_dim={model_config.action_dim}, num_bins={model_config.num_bins})"
+        )
     try:
         state_dict = load_file(str(w_path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"could not read {str(w_path)!r}: {e}") from e
     return PolicyCheckpoint(
-        model_config, bins, config.get("encoder", "default"), state_dict, config.get("meta", {})
+        model_config, bins, config.get("encoder", "default"), state_dict, returns, config.get("meta", {})
     )
 
 
 def build_model(ckpt: PolicyCheckpoint) -> QTransformer:
     """Instantiate the network and load the weights, naming any mismatched tensors."""
     model = QTransformer(ckpt.model_config)
-    weights = QTransformer.upgrade_state_dict(ckpt.state_dict)
+    weights = ckpt.state_dict
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

@@ -13,6 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import tyro
+
+from qtransformer.returns import ReturnConfig
+
 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
@@ -23,17 +27,17 @@ def _check(cond: bool, msg: str) -> None:
 class ModelConfig:
     """Shape of the Q-Transformer network."""
 
-    state_dim: int = 32
+    state_dim: tyro.conf.Suppress[int] = 32
     """Length of the proprioceptive/object state vector."""
-    action_dim: int = 4
+    action_dim: tyro.conf.Suppress[int] = 4
     """Number of action dimensions, each predicted by its own token (D)."""
     num_bins: int = 256
     """Bins per action dimension (K)."""
-    image_size: int = 0
+    image_size: tyro.conf.Suppress[int] = 0
     """Side of the square camera images in pixels; 0 means a state-only model."""
-    num_images: int = 1
+    num_images: tyro.conf.Suppress[int] = 1
     """Images per observation: cameras x frames of history (V)."""
-    text_dim: int = 384
+    text_dim: tyro.conf.Suppress[int] = 384
     """Width of the sentence-encoder embedding (384 for all-MiniLM-L6-v2)."""
     d_model: int = 128
     """Transformer width."""
@@ -41,94 +45,57 @@ class ModelConfig:
     """Transformer blocks."""
     n_heads: int = 4
     """Attention heads; must divide ``d_model``."""
-    ff_mult: int = 4
+    ff_mult: tyro.conf.Suppress[int] = 4
     """Feed-forward width as a multiple of ``d_model``."""
-    image_tokens: int = 4
+    image_tokens: tyro.conf.Suppress[int] = 4
     """Tokens per image after learned spatial attention pooling (TokenLearner-style)."""
-    conv_channels: tuple[int, ...] = (32, 64, 96)
+    conv_channels: tyro.conf.Suppress[tuple[int, ...]] = (32, 64, 96)
     """Channels of the FiLM conv stages (each halves the resolution)."""
-    conv_blocks: int = 0
+    conv_blocks: tyro.conf.Suppress[int] = 0
     """Residual FiLM conv blocks after each downsampling stage (capacity that runs once per action)."""
-    state_tokens: int = 1
+    state_tokens: tyro.conf.Suppress[int] = 1
     """Tokens the state MLP produces."""
-    state_layers: int = 1
-    """Hidden layers of the state MLP (the first FiLM-conditioned). One layer is a linear read of the
-    state; a dense state with many values per object (GarbageSort's 124) gets more of its non-linear
-    reading done before the transformer with two or three."""
-    state_hidden: int = 0
+    state_layers: tyro.conf.Suppress[int] = 1
+    """Hidden layers of the state MLP (the first FiLM-conditioned by the instruction). More layers read
+    a dense state non-linearly before the transformer sees it."""
+    state_hidden: tyro.conf.Suppress[int] = 0
     """Width of the state MLP's hidden layers; 0 means ``2 * d_model``."""
     state_ignore: tuple[int, ...] = ()
     """Indices of state values the network does not read (set to zero after standardisation), so a
-    dataset's layout can stay as recorded while the policy leaves out values it should not act on.
-    The typical case is a velocity that is the previous action in disguise: a cloning learner then
-    copies its last action instead of reading where the object is (the copycat problem of behaviour
-    cloning from proprioceptive history; GarbageSort's grip velocity, ``(7, 8, 9)``)."""
-    state_relative: tuple[tuple[int, int, int], ...] = ()
-    """Differences of state values the network reads besides the state itself: each ``(index, anchor,
-    n)`` adds ``state[index:index+n] - state[anchor:anchor+n]`` (in the state's own units, divided by
-    ``state_relative_scale``). The usual case is an object's position relative to the gripper, which
-    is what a reaching action depends on, as robosuite's object-to-end-effector observations give it;
-    from absolute positions the network has to learn that subtraction for every object slot first.
-    The dataset keeps its layout (GarbageSort: ``envs.garbage_sort.RELATIVE_POSITIONS``). On GarbageSort
-    it did not help (43% against 52% on the training tasks, docs/results.md, section 3): the reach
-    erred because the network read the arm's position as a cue, not for want of the difference. Not
-    with ``state_entities``."""
-    state_relative_scale: float = 0.1
-    """What ``state_relative``'s differences are divided by (metres for the envs here: 0.1 puts a
-    10 cm offset at 1)."""
-    state_film: bool = True
-    """FiLM-condition the state MLP on the instruction, so the state is read in the light of the task
-    (which object or landmark matters) before the transformer sees it, as the conv tower does for images."""
-    state_entities: tuple[int, int] = (0, 0)
-    """Object-centric state: ``(offset, width)`` splits the state into a head ``[0:offset]`` (the robot's
-    own values, read by the state MLP into ``state_tokens`` tokens) and equal slots of ``width`` values
-    after it, one per object. Every slot becomes one token through the same FiLM-conditioned MLP, which
-    also sees the head (so it can relate the object to the gripper), plus a learned embedding of the
-    slot's index. What is learnt for one object then holds for the others, and the instruction picks the
-    object by attention. (0, 0) reads the whole state with the state MLP. GarbageSort: (22, 17)."""
+    dataset's layout can stay as recorded while the policy leaves out values it should not act on,
+    such as a velocity that is the previous action in disguise (the copycat problem of learning from
+    proprioceptive history)."""
     dropout: float = 0.0
     """Dropout inside the transformer."""
-    head_layernorm: bool = True
+    head_layernorm: tyro.conf.Suppress[bool] = True
     """LayerNorm in the Q head (stabilises high update-to-data fine-tuning, RLPD-style)."""
-    head_dropout: float = 0.0
+    head_dropout: tyro.conf.Suppress[float] = 0.0
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
-    q_activation: Literal["sigmoid", "none"] = "sigmoid"
+    q_activation: tyro.conf.Suppress[Literal["sigmoid", "none"]] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
     normalize_instruction: bool = False
-    """Standardise the instruction embedding by the mean and std over the training data's instructions
-    (``QTransformer.set_instruction_stats``; pretraining takes them from the dataset's instructions).
-    Sentence embeddings of instructions that differ in one word ("... in the recycling bin" / "... in
-    the compost bin") share most of their direction; centring removes that shared part so the network
-    sees the words that tell tasks apart at full scale (the whitening of sentence embeddings). Buffers of
-    the network, like the state statistics."""
+    """Standardise the instruction embedding by the mean and std over the training data's distinct
+    instructions (``QTransformer.set_instruction_stats``; pretraining takes them from the dataset).
+    Embeddings of instructions that differ in one word share most of their direction; centring removes
+    that shared part so the words that tell tasks apart reach the network at full scale. The statistics
+    are buffers of the network, saved with its weights."""
     normalize_state: bool = False
     """Standardise the state by the training data's per-value mean and std before the state MLP
     (``QTransformer.set_state_stats``; pretraining, and fine-tuning from scratch with prior data, take
-    them from the dataset's ``meta/stats.json``). The statistics are buffers of the network, so the
-    checkpoint, the policy and the server apply the same scaling. Without it, positions in metres that
-    differ by centimetres between episodes are near-invisible next to values of order 1
-    (docs/results.md, section 3: GarbageSort)."""
-    bin_embedding: Literal["table", "value"] = "table"
-    """How a chosen bin is read as the input token of the next dimension. ``table``: a learnt vector per
-    bin, unrelated to its neighbours'. ``value``: a per-dimension linear map of the bin's centre in
-    [-1, 1] and its low-frequency sines and cosines, so that neighbouring bins give nearly the same
-    token. On GarbageSort a network with either keys later dimensions on the exact bin of an earlier one
-    (the cue is in the data), which greedy decoding does not reproduce; ``value`` reduces that little
-    and clones no better. What removes it is ``LossConfig.bin_smoothing``'s jitter (docs/results.md,
-    section 3)."""
+    them from the dataset's ``meta/stats.json``), so that small differences in values with a small
+    spread are not drowned by values of order 1. The statistics are buffers of the network, so the
+    checkpoint, the policy and the server apply the same scaling."""
     support_tau: float = 0.0
     """Support constraint (discrete BCQ, Fujimoto et al. 2019): when > 0 the network has a second head
     that predicts the data's bin distribution per dimension (trained by ``LossConfig.behavior_weight``),
     and every max over bins, in acting and in the TD target, is over the bins whose predicted
-    probability is at least ``support_tau`` times that of the most likely bin. A max over 256 bins
-    per dimension otherwise finds bins the data never supports and overrates them
-    (docs/results.md, section 3). 0 = no head, max over all bins."""
+    probability is at least ``support_tau`` times that of the most likely bin, so that the max never
+    picks a bin the data does not support (whose value nothing has corrected). 0 = no head, max over
+    all bins."""
 
     def __post_init__(self) -> None:
         self.conv_channels = tuple(self.conv_channels)
-        self.state_entities = tuple(int(v) for v in self.state_entities)  # type: ignore[assignment]
         self.state_ignore = tuple(sorted({int(v) for v in self.state_ignore}))
-        self.state_relative = tuple(tuple(int(v) for v in r) for r in self.state_relative)  # type: ignore[misc]
         _check(self.state_dim >= 0, f"state_dim must be >= 0, got {self.state_dim}")
         _check(self.action_dim >= 1, f"action_dim must be >= 1, got {self.action_dim}")
         _check(self.num_bins >= 2, f"num_bins must be >= 2, got {self.num_bins}")
@@ -142,10 +109,6 @@ class ModelConfig:
         _check(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
         _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
         _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
-        _check(
-            self.bin_embedding in ("table", "value"),
-            f"bin_embedding must be 'table' or 'value', got {self.bin_embedding!r}",
-        )
         _check(0.0 <= self.support_tau <= 1.0, f"support_tau must be in [0, 1], got {self.support_tau}")
         _check(
             self.image_tokens >= 1 and self.state_tokens >= 1, "image_tokens and state_tokens must be >= 1"
@@ -154,43 +117,13 @@ class ModelConfig:
             all(i >= 0 for i in self.state_ignore),
             f"state_ignore indices must be >= 0, got {list(self.state_ignore)}",
         )
-        _check(
-            all(len(r) == 3 and r[0] >= 0 and r[1] >= 0 and r[2] >= 1 for r in self.state_relative),
-            f"state_relative entries must be (index >= 0, anchor >= 0, n >= 1), got {list(self.state_relative)}",
-        )
-        _check(
-            self.state_relative_scale > 0,
-            f"state_relative_scale must be > 0, got {self.state_relative_scale}",
-        )
-        _check(
-            not (self.state_relative and self.state_entities != (0, 0)),
-            "state_relative reads the whole state with the state MLP; it cannot be combined with state_entities",
-        )
         _check(self.state_layers >= 1, f"state_layers must be >= 1, got {self.state_layers}")
         _check(self.state_hidden >= 0, f"state_hidden must be >= 0 (0: 2 * d_model), got {self.state_hidden}")
-        _check(
-            len(self.state_entities) == 2,
-            f"state_entities must be (offset, width), got {self.state_entities}",
-        )
-        offset, width = self.state_entities
-        _check(
-            (offset, width) == (0, 0) or (offset >= 1 and width >= 1),
-            f"state_entities must be (0, 0) or (offset >= 1, width >= 1), got {self.state_entities}",
-        )
-
-    @property
-    def num_entities(self) -> int:
-        """Object slots of an object-centric state (``state_entities``); 0 without. The network checks
-        that they fit ``state_dim`` (which pretraining only learns from the dataset)."""
-        offset, width = self.state_entities
-        return max(0, (self.state_dim - offset) // width) if width else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["conv_channels"] = list(self.conv_channels)
-        d["state_entities"] = list(self.state_entities)
         d["state_ignore"] = list(self.state_ignore)
-        d["state_relative"] = [list(r) for r in self.state_relative]
         return d
 
     @classmethod
@@ -199,8 +132,7 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        # Configs written before the state encoder could be FiLM-conditioned describe networks without it.
-        return cls(**{"state_film": False, **d})
+        return cls(**d)
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -236,66 +168,38 @@ def model_preset(name: str, **overrides: Any) -> ModelConfig:
 class LossConfig:
     """Conservative Q-learning loss of Q-Transformer (Chebotar et al. 2023, §4)."""
 
-    gamma: float = 0.98
-    """Discount per environment step."""
-    n_step: int = 3
-    """Steps in the n-step return of the last action dimension."""
     alpha: float = 1.0
     """Weight of the conservative regulariser on bins not taken (§4.2)."""
-    online_alpha: float | None = None
-    """Its weight on samples collected online while fine-tuning (None: ``alpha``; fine-tuning resolves
-    None to 0 for a policy with a support head, ``FinetuneArgs.loss``). On practice samples the term
-    pushes down every bin the agent did not take, so it teaches the agent its own habits: a hand that
-    holds still after a grasp makes lifting look worse there each time. Without a support head,
-    switching it off made Navigate's fine-tuning worse (the bins practice never took were overrated);
-    with the head trained on the prior data, the Q-function's max runs only over the bins that data
-    supports (docs/results.md, section 3)."""
-    min_return: float = 0.0
-    """Value the regulariser pushes unseen bins toward: the minimal return (0 for sparse 0/1 rewards)."""
+    online_alpha: tyro.conf.Suppress[float | None] = None
+    """The regulariser's weight on samples collected online while fine-tuning (``batch.online``); None:
+    ``alpha``. On practice samples the term pushes down every bin the agent did not take, which teaches
+    the agent its own habits; with a support head the max already keeps to the bins the prior data
+    supports, so fine-tuning resolves None to 0 for such a policy (``FinetuneArgs.loss``)."""
     use_mc_bound: bool = True
     """Lower-bound every target by the episode's Monte-Carlo return (§4.3)."""
-    timeout_is_failure: bool = False
-    """Treat an episode that stopped without success (time limit, or recording stopped) as ending in a
-    terminal failure (no bootstrap after its last step) instead of bootstrapping from its last
-    observation. The states here do not show the time left, so bootstrapping never tells the Q-function
-    that an attempt ran out of time; as a terminal failure it does (docs/results.md, section 3)."""
-    double_q: bool = False
-    """Double Q-learning (van Hasselt et al. 2016) in every max of the target: the online network picks
-    the bin, the target network values it. The plain max over 256 bins per dimension, chained over the
-    dimensions, rates the greedy action above any return the task allows (docs/results.md, section 3)."""
-    use_conservative: bool = True
-    """Switch the conservative regulariser off (ablation)."""
     behavior_weight: float = 10.0
     """Weight of the cross-entropy that trains the support head (``ModelConfig.support_tau`` > 0) on
-    the data's bins; unused without the head. The head shares the transformer with the Q-function: at
-    weight 1 it imitated the successes less well than a separate cloning network (Navigate 4 Hz: 70%
-    against 86% on the training tasks), at 10 as well (86%; docs/results.md, section 3)."""
-    behavior_successes_only: bool = True
+    the data's bins; unused without the head. The head shares the transformer with the Q-function, so
+    its term is weighted up to hold its own against the TD and conservative terms."""
+    behavior_successes_only: tyro.conf.Suppress[bool] = True
     """Train the support head on samples of successful episodes only (a Monte-Carlo return above
-    ``min_return``), so that the Q-function chooses among what succeeded rather than among everything
-    the data did (filtered behaviour cloning as the support)."""
-    behavior_online: bool = True
+    ``ReturnConfig.min_return``), so that the Q-function chooses among what succeeded rather than among
+    everything the data did (filtered behaviour cloning as the support)."""
+    behavior_online: tyro.conf.Suppress[bool] = True
     """Train the support head on samples collected online while fine-tuning too (``batch.online``;
-    fine-tuning's default is False, ``FinetuneArgs.loss``). Practice episodes are acted with
-    exploration (random bins, APRL's narrowed range), so even the successful ones teach the head
-    noisier bins than the data it was pretrained on, and whatever habit practice has (a GarbageSort
-    success that held the object still for 30 steps moved the head's mass from lifting to staying);
-    False keeps it to the prior data, and the Q-function learns the new task among the bins that data
-    supports."""
-    behavior_cloning: bool = False
-    """Train the same network by cross-entropy on the dataset's bins instead (the BC baseline)."""
+    fine-tuning's default is False, ``FinetuneArgs.loss``). Practice is acted with exploration, so even
+    its successes carry noisier bins than the prior data; False keeps the head to the prior data, and
+    the Q-function learns the new task among the bins that data supports."""
     bin_smoothing: float = 0.0
     """Std, in bins, over which each data bin is spread to its neighbours (``bins.neighbour_weights``;
-    0: the bin alone). The TD term then also regresses the neighbours toward the target, by their
-    weight; the conservative term spares them by the same weight; the cross-entropies (cloning, support
-    head) take the spread as a soft target; and in training the earlier dimensions' bins the network is
-    conditioned on are moved by a rounded Gaussian of the same std, so that later dimensions do not
-    learn to read the exact earlier bin. For continuous commands spread over many bins (GarbageSort:
-    the Q-Transformer on the successes 29% against 22%; docs/results.md, section 3)."""
+    0: the bin alone), because neighbouring bins are nearly the same action. The TD term then also
+    regresses the neighbours toward the target, by their weight; the conservative term spares them by
+    the same weight; the cross-entropies (``bc_loss``, the support head) take the spread as a soft
+    target; and in training the earlier dimensions' bins the network is conditioned on are moved by a
+    rounded Gaussian of the same std, so that later dimensions do not learn to read the exact earlier
+    bin."""
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
-        _check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
         _check(
             self.online_alpha is None or self.online_alpha >= 0.0,
@@ -313,25 +217,21 @@ class OptimConfig:
     """Optimiser, schedule and target-network settings shared by pretraining and fine-tuning."""
 
     lr: float = 1e-3
-    """Peak learning rate (AdamW); 1e-3 suits the default network, larger ones want less (3e-4 for ``reference``)."""
-    weight_decay: float = 0.01
+    """Peak learning rate (AdamW); larger networks want less (3e-4 for the ``reference`` preset)."""
+    weight_decay: tyro.conf.Suppress[float] = 0.01
     """AdamW weight decay (not applied to norms, biases or embeddings)."""
     warmup_steps: int = 100
     """Linear warm-up steps."""
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     """Schedule after warm-up."""
-    total_steps: int = 0
+    total_steps: tyro.conf.Suppress[int] = 0
     """Length of the schedule (cosine decays to 10% of ``lr`` by then); 0 = the run's number of steps."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: tyro.conf.Suppress[float] = 1.0
     """Gradient clipping by global norm; 0 disables."""
     grad_accum_steps: int = 1
     """Micro-batches accumulated per optimiser step."""
-    target_update: Literal["polyak", "copy"] = "polyak"
-    """How the target network follows the online one."""
-    tau: float = 0.005
-    """Polyak rate for ``target_update='polyak'``."""
-    target_period: int = 100
-    """Optimiser steps between copies for ``target_update='copy'``."""
+    tau: tyro.conf.Suppress[float] = 0.005
+    """Polyak rate at which the target network follows the online one, after every optimiser step."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -339,13 +239,13 @@ class OptimConfig:
         _check(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         _check(self.grad_accum_steps >= 1, f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
-        _check(self.target_period >= 1, f"target_period must be >= 1, got {self.target_period}")
 
 
 @dataclass
 class TrainConfig:
-    """Everything the learner needs: model shape, loss and optimisation."""
+    """Everything the learner needs: model shape, return definition, loss and optimisation."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    returns: ReturnConfig = field(default_factory=ReturnConfig)

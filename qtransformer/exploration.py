@@ -44,38 +44,3 @@ class Boltzmann:
     def __call__(self, q: torch.Tensor, dim: int) -> torch.Tensor:
         probs = torch.softmax(q.float() / self.temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-
-
-def smooth_bins(q: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Q-values (B, K) averaged over neighbouring bins with a Gaussian of ``sigma`` bins.
-
-    Bins are ordered points of a continuous range, so a bin whose value stands far above its
-    neighbours is more likely an error than a narrow optimum. Bins at ``-inf`` (masked) stay masked
-    and take no part in their neighbours' averages; near the range's ends the average is over the
-    bins that exist.
-    """
-    if sigma <= 0:
-        return q
-    r = max(1, int(3 * sigma + 0.5))
-    x = torch.arange(-r, r + 1, device=q.device, dtype=torch.float32)
-    w = torch.exp(-0.5 * (x / sigma) ** 2)[None, None]  # (1, 1, 2r+1)
-    ok = torch.isfinite(q)
-    qf = torch.where(ok, q.float(), torch.zeros((), device=q.device))
-    num = torch.nn.functional.conv1d(qf[:, None], w, padding=r)[:, 0]
-    den = torch.nn.functional.conv1d(ok.float()[:, None], w, padding=r)[:, 0]
-    out = num / den.clamp_min(1e-12)
-    return torch.where(ok, out, torch.full_like(out, float("-inf"))).to(q.dtype)
-
-
-@dataclass
-class SmoothedGreedy:
-    """The argmax of the Q-values smoothed over neighbouring bins (``smooth_bins``)."""
-
-    sigma: float
-
-    def __post_init__(self) -> None:
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-
-    def __call__(self, q: torch.Tensor, dim: int) -> torch.Tensor:
-        return smooth_bins(q, self.sigma).argmax(-1)

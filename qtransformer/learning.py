@@ -17,7 +17,7 @@ from torch import nn
 
 from qtransformer.batch import Batch
 from qtransformer.config import OptimConfig, TrainConfig
-from qtransformer.loss import qtransformer_loss
+from qtransformer.loss import LossMethod, bc_loss, qtransformer_loss
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -60,16 +60,14 @@ def make_target(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_target(online: nn.Module, target: nn.Module, cfg: OptimConfig, opt_step: int) -> None:
-    """Polyak averaging every step, or a hard copy every ``target_period`` optimiser steps."""
+def update_target(online: nn.Module, target: nn.Module, cfg: OptimConfig) -> None:
+    """Polyak averaging, ``target <- target + tau * (online - target)``; buffers (the input statistics)
+    are copied."""
     src = [p.detach() for p in online.parameters()]
     dst = list(target.parameters())
     if len(src) != len(dst):
         raise ValueError("online and target networks have different parameter lists")
-    if cfg.target_update == "polyak":
-        torch._foreach_lerp_(dst, [s.to(d.dtype) for s, d in zip(src, dst)], cfg.tau)
-    elif opt_step % cfg.target_period == 0:
-        torch._foreach_copy_(dst, src)
+    torch._foreach_lerp_(dst, [s.to(d.dtype) for s, d in zip(src, dst)], cfg.tau)
     for b_dst, b_src in zip(target.buffers(), online.buffers()):
         b_dst.copy_(b_src)
 
@@ -83,17 +81,30 @@ def train_step(
     accelerator: Accelerator,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     opt_step: int = 0,
+    method: LossMethod = "qtransformer",
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """One micro-batch of learning. Returns (named terms, whether an optimiser step was applied).
 
     ``model`` and ``optimizer`` must come from ``accelerator.prepare``; the scheduler is stepped here,
     once per applied optimiser step, so the schedule does not depend on the number of processes.
-    ``opt_step`` is the count of optimiser steps before this call (used by periodic target copies).
+    ``opt_step`` is the count of optimiser steps before this call (named when the loss is not finite).
+    ``method`` picks the loss: ``"qtransformer"`` needs ``target_model`` and moves it after every
+    applied step; ``"bc"`` trains without one (``target_model`` must be None).
     """
+    if method not in ("qtransformer", "bc"):
+        raise ValueError(f"method must be 'qtransformer' or 'bc', got {method!r}")
+    if method == "qtransformer" and target_model is None:
+        raise ValueError("method='qtransformer' needs a target model")
+    if method == "bc" and target_model is not None:
+        raise ValueError("method='bc' trains without a target network: pass target_model=None")
     model.train()
     with accelerator.accumulate(model):
         with accelerator.autocast():
-            loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss)
+            if method == "bc":
+                loss, terms = bc_loss(model, batch, cfg.loss)
+            else:
+                assert target_model is not None  # checked above
+                loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss, cfg.returns)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at optimiser step {opt_step}: {terms}")
         accelerator.backward(loss)
@@ -108,7 +119,7 @@ def train_step(
         if scheduler is not None:
             scheduler.step()
         if target_model is not None:
-            update_target(accelerator.unwrap_model(model), target_model, cfg.optim, opt_step + 1)
+            update_target(accelerator.unwrap_model(model), target_model, cfg.optim)
     terms["loss"] = loss.detach()
     terms["lr"] = torch.tensor(optimizer.param_groups[0]["lr"])
     return terms, stepped

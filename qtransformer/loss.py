@@ -1,11 +1,16 @@
-"""The Q-Transformer loss (Chebotar et al. 2023, §4): one pure function of (model, target, batch, config).
+"""The losses: the Q-Transformer loss (Chebotar et al. 2023, §4) and the behaviour-cloning baseline.
+
+Each is a pure function of (model, [target model,] batch, config) returning the scalar loss to minimise
+and its named terms (detached, for logging); ``LossMethod`` names them for ``train_step``'s
+``method``. ``gamma`` and ``min_return`` below are the run's :class:`~qtransformer.returns.ReturnConfig`.
+
+The Q-Transformer loss (``qtransformer_loss``).
 
 For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
 - dims ``i < D-1`` (§4.1, per-dimension backup inside one time step, no discount):
   ``y_i = max_k Q_target_{i+1}(s_t, a_{<=i}, k)``;
 - last dim (§4.1 with n-step returns, §4.4):
   ``y_{D-1} = sum_k gamma^k r_{t+k} + bootstrap * gamma^n * max_k Q_target_0(s_{t+n}, k)``;
-- with ``double_q``, each ``max_k Q_target(.., k)`` above is ``Q_target(.., argmax_k Q_online(.., k))``;
 - Monte-Carlo lower bound (§4.3): ``y_i <- max(y_i, G_t)`` with ``G_t`` the episode's return from ``t``;
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
@@ -21,11 +26,16 @@ With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
 head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the
 samples collected online when ``behavior_online`` is off).
-With ``behavior_cloning=True`` the same network is trained by cross-entropy on the dataset's bins
-(the BC baseline of the paper's comparisons) and no target network is used.
+
+The behaviour-cloning loss (``bc_loss``, the BC baseline of the paper's comparisons) trains the same
+network by cross-entropy on the dataset's bins, ``-mean_(b, i) sum_k p_k log softmax(Q_i(s_t, a_{<i}))_k``
+with ``p`` the one-hot of ``a_i`` (or its ``bin_smoothing`` spread), and uses no target network. The
+network must emit raw logits (``ModelConfig.q_activation = "none"``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +45,10 @@ from qtransformer.batch import Batch
 from qtransformer.bins import neighbour_weights, soft_bin_targets
 from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
+from qtransformer.returns import ReturnConfig
+
+LossMethod = Literal["qtransformer", "bc"]
+"""Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network) or ``bc_loss``."""
 
 
 def model_cfg(model: nn.Module) -> ModelConfig:
@@ -74,15 +88,12 @@ def check_batch(batch: Batch, num_bins: int) -> None:
 
 @torch.no_grad()
 def td_targets(
-    target_model: nn.Module, batch: Batch, cfg: LossConfig, online_model: nn.Module | None = None
+    target_model: nn.Module, batch: Batch, cfg: LossConfig, returns: ReturnConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension targets (B, D) and the mask (B, D) of where the MC bound was active.
 
     This is the only TD target in the project: pretraining and fine-tuning both come through here.
-    ``online_model`` picks the bins when ``cfg.double_q`` is set.
     """
-    if cfg.double_q and online_model is None:
-        raise ValueError("double_q needs the online model to pick the target's bins")
     bins = batch.action_bins
     D = bins.shape[1]
     tau = support_tau(target_model)
@@ -94,35 +105,29 @@ def td_targets(
         q, logits = target_model(state, batch.instruction_emb, prev, images, return_behavior=True)
         return q, supported(logits, tau)
 
-    def best(q_target: torch.Tensor, ok: torch.Tensor | None, state, prev, images, dims: slice):
+    def best(q_target: torch.Tensor, ok: torch.Tensor | None) -> torch.Tensor:
         """max_k of the target's Q over the last axis (over the supported bins only, with a support
-        constraint), or its value at the online network's argmax."""
+        constraint)."""
         if ok is not None:
             q_target = q_target.masked_fill(~ok, float("-inf"))
-        if not cfg.double_q:
-            return q_target.max(dim=-1).values
-        assert online_model is not None
-        q_online = online_model(state, batch.instruction_emb, prev, images)[:, dims]
-        if ok is not None:
-            q_online = q_online.masked_fill(~ok, float("-inf"))
-        return q_target.gather(-1, q_online.argmax(-1, keepdim=True)).squeeze(-1)
+        return q_target.max(dim=-1).values
 
     # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
     targets = []
     if D > 1:
         q_same, ok = target_q(batch.state, bins[:, :-1], batch.images)  # (B, D, K)
         ok = None if ok is None else ok[:, 1:]
-        targets.append(best(q_same[:, 1:], ok, batch.state, bins[:, :-1], batch.images, slice(1, None)))
+        targets.append(best(q_same[:, 1:], ok))
     # The last dimension bootstraps from the first dimension at s_{t+n}.
     empty = bins[:, :0]
     q_next, ok = target_q(batch.next_state, empty, batch.next_images)
     q_next = q_next[:, :1]  # (B, 1, K)
     ok = None if ok is None else ok[:, :1]
-    next_value = best(q_next, ok, batch.next_state, empty, batch.next_images, slice(0, 1))[:, 0]  # (B,)
+    next_value = best(q_next, ok)[:, 0]  # (B,)
     N = batch.rewards.shape[1]
-    discounts = cfg.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
+    discounts = returns.gamma ** torch.arange(N, device=bins.device, dtype=torch.float32)
     nstep_reward = (batch.rewards * discounts).sum(dim=1)  # rewards past the episode end are zero
-    last = nstep_reward + batch.bootstrap * cfg.gamma**batch.nstep * next_value
+    last = nstep_reward + batch.bootstrap * returns.gamma**batch.nstep * next_value
     targets.append(last[:, None])
     y = torch.cat(targets, dim=1).float()  # (B, D)
     if cfg.use_mc_bound:
@@ -140,38 +145,60 @@ def _soft_target(bins: torch.Tensor, num_bins: int, cfg: LossConfig) -> torch.Te
     return bins if cfg.bin_smoothing == 0 else soft_bin_targets(bins, num_bins, cfg.bin_smoothing)
 
 
-def qtransformer_loss(
-    model: nn.Module, target_model: nn.Module | None, batch: Batch, cfg: LossConfig
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Returns the scalar loss to minimise and its named terms (detached) for logging."""
-    bins = batch.action_bins
+def _conditioning_bins(model: nn.Module, batch: Batch, cfg: LossConfig) -> torch.Tensor:
+    """The earlier dimensions' bins (B, D-1) the network is teacher-forced with.
+
+    With ``bin_smoothing`` in training they are moved by a rounded Gaussian of the same std: greedy
+    decoding conditions on its own choices, which are often a few bins off the data's, and without the
+    jitter later dimensions learn to read the exact earlier bin.
+    """
+    prev = batch.action_bins[:, :-1]
     mcfg = config_of(model)
-    prev = bins[:, :-1]
     if cfg.bin_smoothing > 0 and model.training and mcfg is not None:
-        # The earlier dimensions' bins the network is conditioned on, moved by a rounded Gaussian of the
-        # same std: greedy decoding conditions on its own choices, which are often a few bins off the
-        # data's, and without the jitter later dimensions learn to read the exact earlier bin.
         noise = torch.randn(prev.shape, device=prev.device) * cfg.bin_smoothing
         prev = (prev + noise.round().long()).clamp(0, mcfg.num_bins - 1)
+    return prev
+
+
+def bc_loss(model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Behaviour cloning: cross-entropy of the network's per-dimension outputs on the data's bins.
+
+    Returns the scalar loss and its named terms (``bc``, ``bc_accuracy``, ``q_mean``). Of ``cfg`` only
+    ``bin_smoothing`` applies (soft targets and the jitter of the conditioning bins).
+    """
+    mcfg = config_of(model)
+    if mcfg is not None and mcfg.q_activation != "none":
+        raise ValueError(
+            "behaviour cloning needs raw logits: build the model with q_activation='none' "
+            "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
+        )
+    bins = batch.action_bins
+    logits = model(batch.state, batch.instruction_emb, _conditioning_bins(model, batch, cfg), batch.images)
+    check_batch(batch, logits.shape[-1])  # (B, D, K)
+    target = _soft_target(bins, logits.shape[-1], cfg)
+    bc = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(0, 1))
+    acc = (logits.argmax(-1) == bins).float().mean()
+    return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": logits.detach().float().mean()}
+
+
+def qtransformer_loss(
+    model: nn.Module, target_model: nn.Module, batch: Batch, cfg: LossConfig, returns: ReturnConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The conservative Q-learning loss. Returns the scalar loss and its named terms (detached): ``td``,
+    ``conservative``, ``mc_bound_active_fraction``, ``q_mean``, ``q_max``, ``target_mean``,
+    ``q_last_dim_mean`` and, with a support head, ``behavior_ce`` and ``behavior_samples_fraction``."""
+    if target_model is None:
+        raise ValueError("the Q-Transformer loss needs a target model (only the bc loss runs without)")
+    bins = batch.action_bins
+    prev = _conditioning_bins(model, batch, cfg)
     behavior = None
-    if support_tau(model) > 0 and not cfg.behavior_cloning:
+    if support_tau(model) > 0:
         q, behavior = model(batch.state, batch.instruction_emb, prev, batch.images, return_behavior=True)
     else:
         q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
     check_batch(batch, q.shape[-1])
-    if cfg.behavior_cloning:
-        if mcfg is not None and mcfg.q_activation != "none":
-            raise ValueError(
-                "behaviour cloning needs raw logits: build the model with q_activation='none' "
-                "(a sigmoid head bounds the logits to [0, 1] and the softmax over bins stays nearly uniform)"
-            )
-        bc = F.cross_entropy(q.flatten(0, 1).float(), _soft_target(bins, q.shape[-1], cfg).flatten(0, 1))
-        acc = (q.argmax(-1) == bins).float().mean()
-        return bc, {"bc": bc.detach(), "bc_accuracy": acc, "q_mean": q.detach().float().mean()}
-    if target_model is None:
-        raise ValueError("the Q-learning loss needs a target model (only behavior_cloning runs without)")
     q = q.float()
-    y, mc_active = td_targets(target_model, batch, cfg, model)
+    y, mc_active = td_targets(target_model, batch, cfg, returns)
     q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
     K = q.shape[-1]
     if cfg.bin_smoothing > 0:
@@ -181,12 +208,12 @@ def qtransformer_loss(
     else:
         td = 0.5 * (q_taken - y).pow(2).mean()
         not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
-    per_sample = 0.5 * ((q - cfg.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
+    per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
     conservative = per_sample.mean()
     weight = torch.full_like(per_sample, cfg.alpha)
     if cfg.online_alpha is not None and batch.online is not None:
         weight = torch.where(batch.online, torch.full_like(weight, cfg.online_alpha), weight)
-    loss = td + (weight * per_sample).mean() if cfg.use_conservative else td
+    loss = td + (weight * per_sample).mean()
     terms: dict[str, torch.Tensor] = {}
     if behavior is not None:
         # The support head learns the data's bins (of successful episodes only, by default).
@@ -195,7 +222,7 @@ def qtransformer_loss(
         )
         ce = ce.view(bins.shape).mean(-1)  # (B,)
         use = (
-            (batch.mc_return > cfg.min_return + 1e-6).float()
+            (batch.mc_return > returns.min_return + 1e-6).float()
             if cfg.behavior_successes_only
             else torch.ones_like(ce)
         )

@@ -1,7 +1,11 @@
 """The Q-Transformer network (Chebotar et al. 2023, §3): per-dimension Q-values over action bins.
 
-Legend: B batch, S state width, V images (cameras x frames), H/W pixels, E text embedding width,
-P context tokens, D action dimensions, K bins per dimension, C channels, d model width.
+Shapes use this einops legend (the reshapes below are ``einops.rearrange``/``repeat`` patterns in it):
+  b batch (B)                       s state width (S)              e text-embedding width (E)
+  v images per observation (V)      h, w pixels of an image, or of a conv feature map (H, W)
+  c channels (C)                    t tokens (per image, or the state's)
+  p context tokens (P)              l sequence length (L)          d model width
+  n heads                           hd width per head (d / n)      D action dimensions, K bins
 
 Sequence: ``[instruction, state tokens, image tokens | a_0, a_1, ..., a_{D-1}]``.
 The context prefix (left of ``|``) attends to itself freely; the token of action dimension ``i`` attends
@@ -20,13 +24,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 from torch import nn
 
 from qtransformer.config import ModelConfig
 
 BinSelector = Callable[[torch.Tensor, int], torch.Tensor]
 """Maps the Q-values of one dimension (B, K) and the dimension index to chosen bins (B,)."""
-BIN_VALUE_FREQS = 8  # sines/cosines of pi*f*value, f = 1..8, for ModelConfig.bin_embedding="value"
 
 
 def supported(logits: torch.Tensor, tau: float) -> torch.Tensor:
@@ -65,61 +69,32 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.proj(text).chunk(2, dim=-1)  # (N, C) each
-        return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        gamma, beta = rearrange(self.proj(text), "b (two c) -> two b c 1 1", two=2)  # (B, C, 1, 1) each
+        return x * (1.0 + gamma) + beta
 
 
 class StateEncoder(nn.Module):
-    """State MLP, optionally FiLM-modulated by the instruction (``ModelConfig.state_film``).
+    """State MLP whose first hidden layer is FiLM-modulated by the instruction.
 
     Without FiLM the state is squeezed into its tokens before the instruction can say which part of
     it matters, and the transformer has to undo that; with FiLM the hidden layer is gated by the task.
     """
 
-    def __init__(self, cfg: ModelConfig, in_dim: int | None = None, tokens: int | None = None):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         h = cfg.state_hidden or 2 * cfg.d_model
-        self.inp = nn.Linear(cfg.state_dim if in_dim is None else in_dim, h)
-        self.film = FiLM(cfg.text_dim, h) if cfg.state_film else None
-        # Further hidden layers (ModelConfig.state_layers); none by default, so the parameter names of
-        # one-layer checkpoints stay as they were.
+        self.inp = nn.Linear(cfg.state_dim, h)
+        self.film = FiLM(cfg.text_dim, h)
+        # Further hidden layers (ModelConfig.state_layers).
         self.hidden = nn.ModuleList(nn.Linear(h, h) for _ in range(cfg.state_layers - 1))
-        self.out = nn.Linear(h, (cfg.state_tokens if tokens is None else tokens) * cfg.d_model)
+        self.out = nn.Linear(h, cfg.state_tokens * cfg.d_model)
 
     def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        x = self.inp(state)
-        if self.film is not None:
-            x = self.film(x[:, :, None, None], text)[:, :, 0, 0]
-        x = F.gelu(x)
+        x = self.film(rearrange(self.inp(state), "b c -> b c 1 1"), text)  # (B, hidden, 1, 1)
+        x = F.gelu(rearrange(x, "b c 1 1 -> b c"))
         for layer in self.hidden:
             x = F.gelu(layer(x))
         return self.out(x)
-
-
-class EntityEncoder(nn.Module):
-    """One token per object slot of the state (``ModelConfig.state_entities``), all slots through the
-    same FiLM-conditioned MLP over (slot values, head values), plus a learned embedding of the slot index.
-
-    Sharing the weights means a grasp learnt on one object is a grasp of the others (entity-centric state
-    encoders, as in object-centric RL); with the head in its input the MLP can form the object's position
-    relative to the gripper, which is what the actions depend on (docs/results.md, section 3: GarbageSort).
-    """
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.offset, self.width = cfg.state_entities
-        self.mlp = StateEncoder(cfg, in_dim=self.offset + self.width, tokens=1)
-        self.slot_emb = nn.Parameter(torch.zeros(1, cfg.num_entities, cfg.d_model))
-        nn.init.normal_(self.slot_emb, std=0.02)
-
-    def forward(self, state: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        B = state.shape[0]
-        head = state[:, : self.offset]  # (B, offset)
-        slots = state[:, self.offset :].reshape(B, -1, self.width)  # (B, n, width)
-        n = slots.shape[1]
-        x = torch.cat([slots, head[:, None].expand(B, n, self.offset)], dim=-1).flatten(0, 1)
-        tok = self.mlp(x, text.repeat_interleave(n, dim=0)).view(B, n, -1)  # (B, n, d)
-        return tok + self.slot_emb
 
 
 class ImageEncoder(nn.Module):
@@ -130,9 +105,6 @@ class ImageEncoder(nn.Module):
     FiLM-EfficientNet idea at CPU size). Most of a vision-heavy model's parameters live here, and this
     part runs once per action, while the transformer runs once per action dimension.
     """
-
-    small_batch_im2col: bool = True
-    """Skip oneDNN for small no-grad batches (see ``forward``); off only to measure the difference."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -153,14 +125,12 @@ class ImageEncoder(nn.Module):
         self.view_emb = nn.Parameter(torch.zeros(cfg.num_images, 1, cfg.d_model))
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        B, V = images.shape[:2]
-        x = (
-            images.reshape(B * V, *images.shape[2:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        )  # (BV, 3, H, W)
-        t = text.repeat_interleave(V, dim=0)  # (BV, E)
+        V = images.shape[1]
+        x = rearrange(images, "b v h w c -> (b v) c h w").float() / 255.0 - 0.5  # (BV, 3, H, W)
+        t = repeat(text, "b e -> (b v) e", v=V)  # (BV, E)
         # oneDNN re-packs every conv weight on each eager call, which dominates at acting batch sizes;
         # the plain im2col + GEMM path is 2x faster there. Large (training) batches keep oneDNN.
-        small = self.small_batch_im2col and not torch.is_grad_enabled() and x.shape[0] < 16
+        small = not torch.is_grad_enabled() and x.shape[0] < 16
         was_enabled = torch._C._get_mkldnn_enabled()
         torch._C._set_mkldnn_enabled(was_enabled and not small)
         try:
@@ -169,11 +139,11 @@ class ImageEncoder(nn.Module):
                 x = x + y if res else y
         finally:
             torch._C._set_mkldnn_enabled(was_enabled)
-        weights = self.attn_maps(x).flatten(2).softmax(dim=-1)  # (BV, T, h*w)
-        tokens = torch.einsum("btn,bcn->btc", weights, x.flatten(2))  # (BV, T, C)
-        tokens = self.out(tokens).reshape(B, V, -1, self.out.out_features)  # (B, V, T, d)
+        weights = rearrange(self.attn_maps(x), "b t h w -> b t (h w)").softmax(dim=-1)  # (BV, T, h*w)
+        tokens = torch.einsum("btn,bcn->btc", weights, rearrange(x, "b c h w -> b c (h w)"))  # (BV, T, C)
+        tokens = rearrange(self.out(tokens), "(b v) t d -> b v t d", v=V)  # (B, V, T, d)
         tokens = tokens + self.view_emb[None]  # which camera / frame
-        return tokens.reshape(B, -1, tokens.shape[-1])  # (B, V*T, d)
+        return rearrange(tokens, "b v t d -> b (v t) d")  # (B, V*T, d)
 
 
 class Block(nn.Module):
@@ -195,19 +165,19 @@ class Block(nn.Module):
         x: torch.Tensor,  # (B, L, d) new tokens
         mask: torch.Tensor | None,  # (L, L_total) bool, True = may attend; None = attend to everything
         cache: tuple[torch.Tensor, torch.Tensor, int]
-        | None = None,  # (K, V, filled) buffers (B, h, L_max, hd)
+        | None = None,  # (K, V, filled) buffers (B, n, L_max, hd)
     ) -> torch.Tensor:
-        B, L, d = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)  # 3 x (B, h, L, hd)
+        qkv = rearrange(self.qkv(self.ln1(x)), "b l (three n hd) -> three b n l hd", three=3, n=self.n_heads)
+        q, k, v = qkv  # (B, n, L, hd) each
         if cache is not None:
             kbuf, vbuf, filled = cache
+            L = x.shape[1]
             kbuf[:, :, filled : filled + L] = k
             vbuf[:, :, filled : filled + L] = v
             k, v = kbuf[:, :, : filled + L], vbuf[:, :, : filled + L]
         p = self.attn_dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, L, hd)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, n, L, hd)
+        x = x + self.drop(self.proj(rearrange(a, "b n l hd -> b l (n hd)")))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
@@ -219,33 +189,11 @@ class QTransformer(nn.Module):
         self.cfg = cfg
         d, D, K = cfg.d_model, cfg.action_dim, cfg.num_bins
         self.text_in = nn.Linear(cfg.text_dim, d)
-        offset, width = cfg.state_entities
-        if width and not (offset < cfg.state_dim and (cfg.state_dim - offset) % width == 0):
-            raise ValueError(
-                f"state_entities=(offset={offset}, width={width}) must split state_dim={cfg.state_dim} "
-                "into a head of offset values and whole slots of width values"
-            )
         if any(i >= cfg.state_dim for i in cfg.state_ignore):
             raise ValueError(
                 f"state_ignore={list(cfg.state_ignore)} names values beyond state_dim={cfg.state_dim}"
             )
-        bad = [r for r in cfg.state_relative if max(r[0], r[1]) + r[2] > cfg.state_dim]
-        if bad:
-            raise ValueError(
-                f"state_relative={[list(r) for r in bad]} reaches beyond state_dim={cfg.state_dim}"
-            )
-        # ModelConfig.state_relative: the value and anchor index of every difference (derived from the
-        # config, so not saved with the weights).
-        rel = [(r[0] + i, r[1] + i) for r in cfg.state_relative for i in range(r[2])]
-        self.register_buffer(
-            "rel_index", torch.tensor([a for a, _ in rel], dtype=torch.long), persistent=False
-        )
-        self.register_buffer(
-            "rel_anchor", torch.tensor([b for _, b in rel], dtype=torch.long), persistent=False
-        )
-        head_dim = offset if cfg.num_entities else cfg.state_dim + len(rel)
-        self.state_in = StateEncoder(cfg, in_dim=head_dim) if cfg.state_dim > 0 else None
-        self.entities_in = EntityEncoder(cfg) if cfg.num_entities else None
+        self.state_in = StateEncoder(cfg) if cfg.state_dim > 0 else None
         # Identity unless set_state_stats() is called (ModelConfig.normalize_state); saved with the weights.
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
@@ -256,19 +204,11 @@ class QTransformer(nn.Module):
         # Derived from the config (ModelConfig.state_ignore), so not saved with the weights.
         self.register_buffer("state_keep", keep, persistent=False)
         self.images_in = ImageEncoder(cfg) if cfg.image_size > 0 else None
-        self.num_context = 1 + (cfg.state_tokens + cfg.num_entities if cfg.state_dim > 0 else 0)
+        self.num_context = 1 + (cfg.state_tokens if cfg.state_dim > 0 else 0)
         self.num_context += cfg.num_images * cfg.image_tokens if cfg.image_size > 0 else 0
         self.context_pos = nn.Parameter(torch.zeros(1, self.num_context, d))
         self.start = nn.Parameter(torch.zeros(1, 1, d))  # stands in for "bin of dimension -1"
-        if cfg.bin_embedding == "table":
-            self.bin_emb = nn.Embedding(D * K, d)  # bin k of dimension i -> row i*K + k
-        else:  # a linear map per dimension of the bin centre's value features (ModelConfig.bin_embedding);
-            # named *emb* so that, like the table, it is not weight-decayed (qtransformer.learning)
-            self.register_buffer(
-                "bin_freqs", torch.pi * torch.arange(1.0, BIN_VALUE_FREQS + 1), persistent=False
-            )
-            self.bin_emb_w = nn.Parameter(torch.randn(D, 1 + 2 * BIN_VALUE_FREQS, d) * 0.02)
-            self.bin_emb_b = nn.Parameter(torch.zeros(D, d))
+        self.bin_emb = nn.Embedding(D * K, d)  # bin k of dimension i -> row i*K + k
         self.dim_emb = nn.Parameter(torch.zeros(1, D, d))
         self.blocks = nn.ModuleList(
             Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers)
@@ -307,15 +247,6 @@ class QTransformer(nn.Module):
     ) -> None:
         """Standardise the state by these per-value statistics (of the training data) from now on."""
         mean_t, std_t = _checked_stats(mean, std, self.cfg.state_dim, "state", "state_dim")
-        if self.cfg.num_entities:
-            # One scale for a value's meaning in every slot, so the shared slot MLP reads all objects alike:
-            # the slots' statistics are pooled (as if all slots' values were one sample).
-            offset, width = self.cfg.state_entities
-            m, v = mean_t[offset:].view(-1, width), std_t[offset:].view(-1, width).square()
-            pooled_m = m.mean(0)
-            pooled_s = ((v + m.square()).mean(0) - pooled_m.square()).clamp_min(0).sqrt()
-            mean_t[offset:] = pooled_m.repeat(self.cfg.num_entities)
-            std_t[offset:] = pooled_s.repeat(self.cfg.num_entities)
         self.state_mean.copy_(mean_t)
         self.state_std.copy_(std_t.clamp_min(self.STATE_STD_FLOOR))
 
@@ -329,28 +260,6 @@ class QTransformer(nn.Module):
         mean_t, std_t = _checked_stats(mean, std, self.cfg.text_dim, "instruction", "text_dim")
         self.instruction_mean.copy_(mean_t)
         self.instruction_std.copy_(std_t.clamp_min(self.INSTRUCTION_STD_FLOOR))
-
-    @staticmethod
-    def upgrade_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Bring older checkpoints' tensors up to date: the state MLP was a Sequential (``0.*`` in,
-        ``2.*`` out); checkpoints from before state or instruction normalisation have no statistics
-        (identity)."""
-        renames = {"state_in.0.": "state_in.inp.", "state_in.2.": "state_in.out."}
-        out = {}
-        for k, v in state_dict.items():
-            for old, new in renames.items():
-                if k.startswith(old):
-                    k = new + k[len(old) :]
-            out[k] = v
-        if "state_mean" not in out and "text_in.weight" in out:
-            n = next((v.shape[1] for k, v in out.items() if k == "state_in.inp.weight"), 0)
-            out["state_mean"] = torch.zeros(n)
-            out["state_std"] = torch.ones(n)
-        if "instruction_mean" not in out and "text_in.weight" in out:
-            n = out["text_in.weight"].shape[1]
-            out["instruction_mean"] = torch.zeros(n)
-            out["instruction_std"] = torch.ones(n)
-        return out
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -387,22 +296,15 @@ class QTransformer(nn.Module):
     ) -> torch.Tensor:
         """Context tokens (B, P, d): instruction, state and image tokens with position embeddings."""
         self.check_inputs(state, instruction_emb, images)
-        B = instruction_emb.shape[0]
         if self.cfg.normalize_instruction:
             instruction_emb = (instruction_emb - self.instruction_mean) / self.instruction_std
-        toks = [self.text_in(instruction_emb)[:, None]]  # (B, 1, d)
+        toks = [rearrange(self.text_in(instruction_emb), "b d -> b 1 d")]
         if self.state_in is not None:
-            raw = state
             state = (state - self.state_mean) / self.state_std
             if self.cfg.state_ignore:
                 state = state * self.state_keep
-            if self.cfg.state_relative:
-                rel = (raw[:, self.rel_index] - raw[:, self.rel_anchor]) / self.cfg.state_relative_scale
-                state = torch.cat([state, rel], dim=1)
-            head = state[:, : self.cfg.state_entities[0]] if self.entities_in is not None else state
-            toks.append(self.state_in(head, instruction_emb).view(B, self.cfg.state_tokens, -1))
-            if self.entities_in is not None:
-                toks.append(self.entities_in(state, instruction_emb))  # (B, n, d)
+            state_toks = self.state_in(state, instruction_emb)  # (B, T*d)
+            toks.append(rearrange(state_toks, "b (t d) -> b t d", t=self.cfg.state_tokens))
         if self.images_in is not None:
             toks.append(self.images_in(images, instruction_emb))
         return torch.cat(toks, dim=1) + self.context_pos
@@ -410,13 +312,8 @@ class QTransformer(nn.Module):
     def bin_tokens(self, bins: torch.Tensor, first_dim: int = 0) -> torch.Tensor:
         """Input tokens of chosen bins: (B, j) bins of dimensions first_dim.. -> (B, j, d)."""
         j, K = bins.shape[1], self.cfg.num_bins
-        if self.cfg.bin_embedding == "table":
-            offsets = (torch.arange(j, device=bins.device) + first_dim) * K
-            return self.bin_emb(bins + offsets)
-        c = ((bins.float() + 0.5) * (2.0 / K) - 1.0)[..., None]  # the bin centre in (-1, 1)
-        feats = torch.cat([c, torch.sin(c * self.bin_freqs), torch.cos(c * self.bin_freqs)], dim=-1)
-        w, b = self.bin_emb_w[first_dim : first_dim + j], self.bin_emb_b[first_dim : first_dim + j]
-        return torch.einsum("bjf,jfd->bjd", feats.to(w.dtype), w) + b
+        offsets = (torch.arange(j, device=bins.device) + first_dim) * K
+        return self.bin_emb(bins + offsets)
 
     def action_tokens(self, prev_bins: torch.Tensor) -> torch.Tensor:
         """Tokens for dimensions 0..j given the bins of dimensions 0..j-1: (B, j) -> (B, j+1, d)."""

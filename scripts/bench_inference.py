@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from qtransformer.config import model_preset
-from qtransformer.model import ImageEncoder, QTransformer
+from qtransformer.model import QTransformer
 from scripts.bench_common import machine, median_ms, pin_threads, report
 
 
@@ -41,9 +41,6 @@ def main() -> None:
     with torch.inference_mode():
         naive = median_ms(lambda: model.decode(*one, use_cache=False), args.calls)
         cached = median_ms(lambda: model.decode(*one, use_cache=True), args.calls)
-        ImageEncoder.small_batch_im2col = False  # baseline: oneDNN re-packing conv weights on every call
-        cached_onednn = median_ms(lambda: model.decode(*one, use_cache=True), args.calls)
-        ImageEncoder.small_batch_im2col = True
         equal = all(
             torch.equal(model.decode(*x, use_cache=True)[0], model.decode(*x, use_cache=False)[0])
             for x in (inputs(8, s) for s in range(1, 6))
@@ -56,7 +53,6 @@ def main() -> None:
             "naive_ms": round(naive, 3),
             "cached_ms": round(cached, 3),
             "speedup": round(naive / cached, 2),
-            "cached_ms_onednn_baseline": round(cached_onednn, 3),
             "actions_equal": equal,
             "batch32_actions_per_s": round(32 / (b32_ms / 1e3), 1),
             "machine": machine(),

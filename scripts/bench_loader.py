@@ -60,8 +60,9 @@ def write_synthetic(root: Path, transitions: int, episodes_per_file: int, seed: 
 def stream(root: Path, batch_size: int, limit: int, seed: int) -> tuple[int, float]:
     """Transitions streamed and seconds taken (one epoch, or ``limit`` transitions if > 0)."""
     from pretrain.loader import OfflineLoader
+    from qtransformer.returns import ReturnConfig
 
-    loader = OfflineLoader(root, batch_size, gamma=0.98, n_step=3, seed=seed, num_epochs=1)
+    loader = OfflineLoader(root, batch_size, returns=ReturnConfig(), seed=seed, num_epochs=1)
     n = 0
     t0 = time.perf_counter()
     for b in loader:

@@ -75,6 +75,7 @@ def _make_checkpoint(args: BenchArgs, path: Path) -> Path:
     from qtransformer.checkpoint import save_policy_checkpoint
     from qtransformer.config import ModelConfig
     from qtransformer.model import QTransformer
+    from qtransformer.returns import ReturnConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(
@@ -86,7 +87,9 @@ def _make_checkpoint(args: BenchArgs, path: Path) -> Path:
         n_heads=8,
     )
     bins = ActionBins([-1.0] * cfg.action_dim, [1.0] * cfg.action_dim, cfg.num_bins)
-    return save_policy_checkpoint(path, QTransformer(cfg), bins, "default", {"step": 0})
+    return save_policy_checkpoint(
+        path, QTransformer(cfg), bins, "default", {"step": 0}, returns=ReturnConfig()
+    )
 
 
 class ServerProcess:

@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from qtransformer.batch import Batch
 from qtransformer.config import LossConfig, OptimConfig, TrainConfig, model_preset
 from qtransformer.learning import build_optimizer, build_scheduler, make_target, train_step
+from qtransformer.loss import LossMethod
 from qtransformer.model import QTransformer
 from scripts.bench_common import machine, pin_threads, report
 
@@ -48,33 +49,34 @@ def main() -> None:
     args = ap.parse_args()
     pin_threads(args.threads)
 
-    def measure(loss: LossConfig) -> tuple[float, int]:
+    def measure(method: LossMethod) -> tuple[float, int]:
         torch.manual_seed(0)
         cfg = TrainConfig(
-            model=model_preset("reference"),
-            loss=loss,
+            # cloning reads the head's outputs as logits (bc_loss refuses a sigmoid head)
+            model=model_preset("reference", q_activation="none" if method == "bc" else "sigmoid"),
+            loss=LossConfig(),
             optim=OptimConfig(warmup_steps=0, lr_schedule="constant"),
         )
         acc = Accelerator(cpu=True)
         model = QTransformer(cfg.model)
-        target = None if loss.behavior_cloning else make_target(model)
+        target = None if method == "bc" else make_target(model)
         opt = build_optimizer(model, cfg.optim)
         sched = build_scheduler(opt, cfg.optim)
         model, opt = acc.prepare(model, opt)
         batch = synthetic_batch(cfg.model, args.batch)
         for i in range(3):
-            train_step(model, target, opt, batch, cfg, acc, sched, i)
+            train_step(model, target, opt, batch, cfg, acc, sched, i, method)
         times = []
         for i in range(args.steps):
             t0 = time.perf_counter()
-            terms, _ = train_step(model, target, opt, batch, cfg, acc, sched, i)
+            terms, _ = train_step(model, target, opt, batch, cfg, acc, sched, i, method)
             terms["loss"].item()
             times.append(time.perf_counter() - t0)
         times.sort()
         return times[len(times) // 2], sum(p.numel() for p in model.parameters())
 
-    step, params = measure(LossConfig())
-    bc_step, _ = measure(LossConfig(behavior_cloning=True))
+    step, params = measure("qtransformer")
+    bc_step, _ = measure("bc")
     report(
         {
             "params": params,

@@ -27,6 +27,7 @@ from finetune.train import FinetuneArgs
 from pretrain.datagen import DatagenArgs
 from pretrain.train import PretrainArgs
 from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
+from qtransformer.returns import ReturnOverrides
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _navigate_finetune() -> dict[str, Any]:
     return dict(
         env="navigate",
         utd=1.0,
-        loss=dataclasses.replace(base.loss, timeout_is_failure=True),
+        returns=ReturnOverrides(timeout_is_failure=True),
         optim=dataclasses.replace(base.optim, lr=3e-4),
         eval_every=2000,
         eval_episodes=40,
@@ -97,7 +98,8 @@ def _garbage_finetune() -> dict[str, Any]:
         env="garbage_sort",
         utd=2.0,
         prior_success_only=True,
-        loss=dataclasses.replace(base.loss, timeout_is_failure=True, bin_smoothing=3.0),
+        returns=ReturnOverrides(timeout_is_failure=True),
+        loss=dataclasses.replace(base.loss, bin_smoothing=3.0),
         optim=dataclasses.replace(base.optim, lr=1e-5),
         eval_every=2000,
         eval_episodes=20,
@@ -198,7 +200,8 @@ def cli_defaults(command: str, argv: list[str]) -> Any | None:
             return None
         if command == "finetune":
             return finetune_args(name)
-        skip = {f.lstrip("-") for f in SIZE_FLAGS if _flag(argv, f) is not None}
+        sized = any(_flag(argv, f) is not None for f in SIZE_FLAGS)
+        skip = {f.lstrip("-") for f in SIZE_FLAGS} if sized else set()
         r = get_recipe(name)
         return DatagenArgs(env=r.env, recipe=r.name, **{k: v for k, v in r.datagen.items() if k not in skip})
     return None

@@ -63,7 +63,7 @@ def test_the_garbage_sort_recipe_is_the_headline_runs_settings() -> None:
     assert (pre.optim.lr, pre.optim.warmup_steps, pre.optim.lr_schedule) == (1e-3, 100, "cosine")
     ft = finetune_args("garbage_sort")
     assert (ft.optim.lr, ft.utd, ft.eval_every, ft.eval_episodes) == (1e-5, 2.0, 2000, 20)
-    assert ft.loss.timeout_is_failure and ft.loss.bin_smoothing == 3.0 and not ft.loss.behavior_online
+    assert ft.returns.timeout_is_failure and ft.loss.bin_smoothing == 3.0 and not ft.loss.behavior_online
 
 
 def test_the_navigate_recipe_is_the_headline_runs_settings() -> None:
@@ -73,4 +73,40 @@ def test_the_navigate_recipe_is_the_headline_runs_settings() -> None:
     pre = pretrain_args("navigate", "d")
     assert (pre.steps, pre.batch_size, pre.model.support_tau, pre.success_only) == (2000, 128, 0.3, False)
     ft = finetune_args("navigate")
-    assert (ft.optim.lr, ft.utd, ft.eval_episodes) == (3e-4, 1.0, 40) and ft.loss.timeout_is_failure
+    assert (ft.optim.lr, ft.utd, ft.eval_episodes) == (3e-4, 1.0, 40) and ft.returns.timeout_is_failure
+
+
+def _options(command: str) -> set[str]:
+    """The option names ``qt <command> --help`` lists."""
+    import argparse
+    import importlib
+
+    import tyro
+
+    from scripts.cli import COMMANDS
+
+    module, cls, _, _ = COMMANDS[command]
+    parser = tyro.extras.get_parser(getattr(importlib.import_module(module), cls))
+    names: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    walk(sub)
+            elif a.option_strings and a.dest != "help":
+                names.add(a.dest)
+
+    walk(parser)
+    return names
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_commands_list_what_a_run_changes_not_every_internal() -> None:
+    # Before the recipes: 73 options for qt pretrain, 99 for qt finetune.
+    pretrain, finetune = _options("pretrain"), _options("finetune")
+    assert len(pretrain) <= 36, sorted(pretrain)
+    assert len(finetune) <= 49, sorted(finetune)
+    # Shapes the dataset or the checkpoint decides are not options.
+    assert not {"model.state_dim", "model.action_dim", "model.num_images"} & pretrain
+    assert not any(o.startswith("model.") for o in finetune)

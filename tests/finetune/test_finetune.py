@@ -128,16 +128,20 @@ def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
     assert s["updates"] >= 2 * steps_before  # the learner's count continued from its snapshot
 
 
-def test_finetuning_keeps_the_value_scale_of_the_pretrained_q_function():
-    from finetune.builder import value_scale
-    from qtransformer.config import LossConfig
+def test_finetuning_keeps_the_pretrained_return_definition_and_exports_it(pretrained, tmp_path):
+    from qtransformer.checkpoint import load_policy_checkpoint
+    from qtransformer.returns import ReturnOverrides
 
-    adopted = value_scale(LossConfig(alpha=0.5), {"gamma": 0.9, "min_return": 0.0, "alpha": 2.0})
-    assert adopted.gamma == 0.9 and adopted.alpha == 0.5  # only the fields that define a value's meaning
-    assert value_scale(LossConfig(gamma=0.9), {"gamma": 0.9}).gamma == 0.9
-    assert value_scale(LossConfig(), None) == LossConfig()  # from scratch: as given
-    with pytest.raises(ValueError, match=r"loss.gamma=0.95 differs .* gamma=0.9"):
-        value_scale(LossConfig(gamma=0.95), {"gamma": 0.9})
+    pre = load_policy_checkpoint(pretrained["policy"]).returns
+    with pytest.raises(ValueError, match=r"returns.gamma=0.5 differs .* gamma=0.98"):
+        run_finetune(_args(pretrained, tmp_path / "bad", returns=ReturnOverrides(gamma=0.5)), env_module=FAKE)
+    over = ReturnOverrides(gamma=pre.gamma, n_step=1)  # restating gamma is fine; n_step may change
+    s = run_finetune(
+        _args(pretrained, tmp_path / "run", returns=over, env_steps=40, eval_episodes=0), env_module=FAKE
+    )
+    want = dataclasses.replace(pre, n_step=1)
+    assert s["returns"] == want.to_dict()
+    assert load_policy_checkpoint(tmp_path / "run" / "policy").returns == want
 
 
 def test_practice_samples_keep_the_conservative_term_only_without_a_support_head():
@@ -257,22 +261,26 @@ def test_scratch_init_keeps_the_pretrained_shape_and_input_statistics_with_new_w
     from qtransformer.bins import ActionBins
     from qtransformer.checkpoint import save_policy_checkpoint
     from qtransformer.model import QTransformer
+    from qtransformer.returns import ReturnConfig
     from tests.qtransformer.helpers import tiny_config
 
     cfg = tiny_config(state_dim=2, action_dim=2, text_dim=384, normalize_state=True)
     trained = QTransformer(cfg)
     trained.set_state_stats([0.3, -0.2], [2.0, 0.5])
     bins = ActionBins([-1, -1], [1, 1], cfg.num_bins)
-    save_policy_checkpoint(tmp_path / "p", trained, bins, "default", {"env": "navigate", "env_kwargs": {}})
+    meta = {"env": "navigate", "env_kwargs": {}}
+    save_policy_checkpoint(tmp_path / "p", trained, bins, "default", meta, returns=ReturnConfig(gamma=0.9))
     args = FinetuneArgs(
         env="navigate", pretrained=str(tmp_path / "p"), init="scratch", out=str(tmp_path / "o")
     )
     policy, encoder = make_policy(args, FAKE)
-    assert policy.model.cfg == cfg and encoder == "default"
+    assert (
+        policy.model.cfg == dataclasses.replace(cfg, head_dropout=args.head_dropout) and encoder == "default"
+    )
     assert policy.bins.num_bins == bins.num_bins
     new, old = policy.model.state_dict(), trained.state_dict()
     for k in INPUT_STATS:
         assert torch.equal(new[k], old[k]), k
-    learnt = [k for k in new if k.endswith("weight") and "norm" not in k]  # randomly initialised
+    learnt = [k for k in new if new[k].ndim >= 2 and "film" not in k]  # randomly initialised matrices
     assert learnt and all(not torch.equal(new[k], old[k]) for k in learnt)
-    assert "loss" not in policy.meta  # nothing of the pretrained values is kept
+    assert policy.meta["returns"]["gamma"] == 0.9  # the return definition it is compared under

@@ -5,14 +5,14 @@ import torch
 from finetune.replay import EpisodeReplay, mixed_sample
 from qtransformer import batch as K
 from qtransformer.bins import ActionBins
-from qtransformer.returns import episode_targets
+from qtransformer.returns import ReturnConfig, episode_targets
 
 from .helpers import make_episode
 
 
 def test_replay_transitions_match_episode_targets():
     ep = make_episode(T=6, success=True)
-    rb = EpisodeReplay(gamma=0.9, n_step=3, seed=0)
+    rb = EpisodeReplay(ReturnConfig(gamma=0.9, n_step=3), seed=0)
     rb.add(ep)
     assert len(rb) == 6
     tg = episode_targets(ep.reward, True, 0.9, 3)
@@ -29,7 +29,10 @@ def test_replay_transitions_match_episode_targets():
 def test_timeout_is_failure_stops_bootstrapping_at_the_end_of_a_failed_episode():
     ep = make_episode(T=5, success=False)
     assert not ep.terminated
-    plain, failing = EpisodeReplay(0.9, 2, seed=0), EpisodeReplay(0.9, 2, seed=0, timeout_is_failure=True)
+    plain, failing = (
+        EpisodeReplay(ReturnConfig(0.9, 2), seed=0),
+        EpisodeReplay(ReturnConfig(0.9, 2, True), seed=0),
+    )
     plain.add(ep)
     failing.add(ep)
     assert len(plain) == len(failing) == 5
@@ -38,7 +41,7 @@ def test_timeout_is_failure_stops_bootstrapping_at_the_end_of_a_failed_episode()
 
 
 def test_frame_history_repeats_first_frame_and_never_crosses_episodes():
-    rb = EpisodeReplay(gamma=0.9, n_step=1, num_frames=3)
+    rb = EpisodeReplay(ReturnConfig(gamma=0.9, n_step=1), num_frames=3)
     a, b = make_episode(T=4, image=True, seed=1), make_episode(T=4, image=True, seed=2)
     rb.add(a)
     rb.add(b)
@@ -53,7 +56,7 @@ def test_frame_history_repeats_first_frame_and_never_crosses_episodes():
 
 @pytest.mark.parametrize("fraction", [0.5, 0.25, 0.0, 1.0])
 def test_batches_mix_offline_and_online_at_the_configured_ratio(fraction):
-    off, on = EpisodeReplay(0.9, 2), EpisodeReplay(0.9, 2)
+    off, on = EpisodeReplay(ReturnConfig(0.9, 2)), EpisodeReplay(ReturnConfig(0.9, 2))
     for s in range(3):
         off.add(make_episode(instruction="prior", seed=s))
     on.add(make_episode(instruction="fresh", seed=9))
@@ -70,7 +73,7 @@ def test_batches_mix_offline_and_online_at_the_configured_ratio(fraction):
 
 
 def test_mixing_falls_back_to_whichever_buffer_has_data():
-    off, on = EpisodeReplay(0.9, 2), EpisodeReplay(0.9, 2)
+    off, on = EpisodeReplay(ReturnConfig(0.9, 2)), EpisodeReplay(ReturnConfig(0.9, 2))
     off.add(make_episode(instruction="prior"))
     assert set(mixed_sample(off, on, 8, 0.5, np.random.default_rng(0))[K.INSTRUCTION]) == {"prior"}
     with pytest.raises(ValueError, match="empty"):
@@ -78,7 +81,7 @@ def test_mixing_falls_back_to_whichever_buffer_has_data():
 
 
 def test_replay_rejects_inconsistent_episodes():
-    rb = EpisodeReplay(0.9, 2)
+    rb = EpisodeReplay(ReturnConfig(0.9, 2))
     rb.add(make_episode())
     with pytest.raises(ValueError, match="images"):
         rb.add(make_episode(image=True))

@@ -21,6 +21,7 @@ from pretrain.dataset import (
     encode_png,
 )
 from pretrain.loader import OfflineLoader, load_episodes
+from qtransformer.returns import ReturnConfig
 from tests.pretrain import fake_env
 from tests.pretrain.synthetic import coded_episode, collect, ids, write_coded
 
@@ -168,7 +169,7 @@ def test_crash_leaves_no_partial_file_and_resume_finishes(tmp_path: Path) -> Non
     meta = DatasetMeta.load(root)
     assert meta.total_frames == 25 and len(meta.episodes) == 5
     assert json.loads((root / "meta/stats.json").read_text())["observation.state"]["count"] == [25]
-    loader = OfflineLoader(root, 4, gamma=0.9, n_step=2, num_epochs=1, drop_last=False)
+    loader = OfflineLoader(root, 4, returns=ReturnConfig(gamma=0.9, n_step=2), num_epochs=1, drop_last=False)
     assert ids(collect(loader)) == [(e, t) for e, T in enumerate([3, 4, 5, 6, 7]) for t in range(T)]
 
 
@@ -232,7 +233,9 @@ def test_foreign_lerobot_dataset_gets_sparse_terminal_reward(tmp_path: Path) -> 
     eps = load_episodes(tmp_path)
     assert [e.reward.tolist() for e in eps] == [[0.0, 1.0], [0.0, 0.0, 1.0]]
     assert all(e.terminated and e.instruction == "push the block" and e.quality == "unknown" for e in eps)
-    batch = collect(OfflineLoader(tmp_path, 8, gamma=0.5, n_step=1, num_epochs=1, drop_last=False))
+    batch = collect(
+        OfflineLoader(tmp_path, 8, returns=ReturnConfig(gamma=0.5, n_step=1), num_epochs=1, drop_last=False)
+    )
     order = np.argsort(batch["state"][:, 0])
     assert batch["bootstrap"][order].tolist() == [1, 0, 1, 1, 0]
     assert batch["mc_return"][order].tolist() == [0.5, 1.0, 0.25, 0.5, 1.0]
@@ -296,7 +299,9 @@ def test_datagen_tiny_with_real_envs(tmp_path: Path) -> None:
     meta = DatasetMeta.load(out)
     assert len(meta.episodes) == 6 and meta.total_frames >= 6
     assert all(e.paraphrase_split == "train" and e.task_id for e in meta.episodes)
-    batch = collect(OfflineLoader(out, 16, gamma=0.98, n_step=3, num_epochs=1, drop_last=False))
+    batch = collect(
+        OfflineLoader(out, 16, returns=ReturnConfig(gamma=0.98, n_step=3), num_epochs=1, drop_last=False)
+    )
     assert np.all(np.abs(batch["action"]) <= 1.0) and batch["state"].shape[1] == meta.state_dim
 
 

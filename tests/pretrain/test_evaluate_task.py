@@ -23,6 +23,7 @@ from qtransformer.bins import ActionBins
 from qtransformer.checkpoint import save_policy_checkpoint
 from qtransformer.config import ModelConfig
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 from scripts.cli import main
 
 
@@ -34,7 +35,7 @@ def _checkpoint(path: Path, seed: int, meta: dict[str, Any] | None = None) -> st
     bins = ActionBins([-1] * 3, [1] * 3, 16)
     # Five-step episodes: the env settings a checkpoint records are the ones it is evaluated at.
     meta = {"env": "navigate", "env_kwargs": {"max_episode_steps": 5}, **(meta or {})}
-    return str(save_policy_checkpoint(path, model, bins, "default", meta))
+    return str(save_policy_checkpoint(path, model, bins, "default", meta, returns=ReturnConfig()))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from pretrain.datagen import DatagenArgs, run_datagen
 from pretrain.train import PretrainArgs, run_pretrain
-from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from qtransformer.config import ModelConfig, OptimConfig
 from qtransformer.policy import QTransformerPolicy
 
 from .fake_env import FakeEnv
@@ -37,21 +37,21 @@ def test_q_transformer_and_bc_both_learn_from_mixed_quality_data(tmp_path, text_
         env_module="tests.pretrain.fake_env",
     )
     rates = {}
-    for name, loss in (("qt", LossConfig()), ("bc", LossConfig(behavior_cloning=True))):
+    for method in ("qtransformer", "bc"):
         run_pretrain(
             PretrainArgs(
                 dataset=str(data),
-                out=str(tmp_path / name),
+                out=str(tmp_path / method),
                 steps=300,
                 batch_size=64,
                 progress=False,
                 model=ModelConfig(d_model=64, n_layers=2, n_heads=4),
-                loss=loss,
+                method=method,
                 optim=OptimConfig(lr=1e-3, warmup_steps=20),
             )
         )
-        rates[name] = _success(
-            QTransformerPolicy.from_checkpoint(tmp_path / name / "policy", encoder=text_encoder)
+        rates[method] = _success(
+            QTransformerPolicy.from_checkpoint(tmp_path / method / "policy", encoder=text_encoder)
         )
-    assert rates["qt"] >= 0.7, rates
+    assert rates["qtransformer"] >= 0.7, rates
     assert rates["bc"] >= 0.5, rates

@@ -11,7 +11,7 @@ import pytest
 from pretrain.dataset import DatasetWriter
 from pretrain.loader import EpisodeFilter, OfflineLoader, load_episodes
 from qtransformer.batch import REQUIRED_KEYS
-from qtransformer.returns import episode_targets
+from qtransformer.returns import ReturnConfig, episode_targets
 from tests.pretrain.synthetic import coded_episode, collect, ids, write_coded
 
 
@@ -25,7 +25,13 @@ def test_targets_match_episode_targets_for_a_terminated_episode(tmp_path: Path) 
     ep.reward = np.array([0.0, 0.5, 0.0, 0.0, 1.0], np.float32)
     with DatasetWriter(tmp_path, episodes_per_file=1) as w:
         w.add_episode(ep)
-    b = _by_frame(collect(OfflineLoader(tmp_path, 2, gamma=0.5, n_step=3, num_epochs=1, drop_last=False)))
+    b = _by_frame(
+        collect(
+            OfflineLoader(
+                tmp_path, 2, returns=ReturnConfig(gamma=0.5, n_step=3), num_epochs=1, drop_last=False
+            )
+        )
+    )
     assert set(REQUIRED_KEYS) <= set(b)
     ref = episode_targets(ep.reward, True, 0.5, 3)
     np.testing.assert_array_equal(b["state"][:, 1], np.arange(5))  # all 5 transitions kept
@@ -48,7 +54,11 @@ def test_timeout_is_failure_keeps_every_frame_and_ends_in_a_terminal(tmp_path: P
     with DatasetWriter(tmp_path, episodes_per_file=1) as w:
         w.add_episode(ep)
     loader = OfflineLoader(
-        tmp_path, 2, gamma=0.5, n_step=2, num_epochs=1, drop_last=False, timeout_is_failure=True
+        tmp_path,
+        2,
+        returns=ReturnConfig(gamma=0.5, n_step=2, timeout_is_failure=True),
+        num_epochs=1,
+        drop_last=False,
     )
     b = _by_frame(collect(loader))
     assert b["state"][:, 1].tolist() == [0, 1, 2, 3]  # the last action is a transition into failure
@@ -61,7 +71,13 @@ def test_truncated_episode_drops_its_last_transition(tmp_path: Path) -> None:
     ep.reward = np.array([0.0, 0.0, 0.5, 0.25], np.float32)
     with DatasetWriter(tmp_path, episodes_per_file=1) as w:
         w.add_episode(ep)
-    b = _by_frame(collect(OfflineLoader(tmp_path, 2, gamma=0.5, n_step=2, num_epochs=1, drop_last=False)))
+    b = _by_frame(
+        collect(
+            OfflineLoader(
+                tmp_path, 2, returns=ReturnConfig(gamma=0.5, n_step=2), num_epochs=1, drop_last=False
+            )
+        )
+    )
     assert b["state"][:, 1].tolist() == [0, 1, 2]  # no next observation is stored for t = 3
     assert b["bootstrap"].tolist() == [1, 1, 1]  # truncation always bootstraps
     assert b["nstep"].tolist() == [2, 2, 1]
@@ -75,10 +91,19 @@ def test_truncated_episode_drops_its_last_transition(tmp_path: Path) -> None:
 def test_one_epoch_yields_every_transition_once(tmp_path: Path) -> None:
     lengths = [5, 7, 3, 9, 4, 6, 8]
     write_coded(tmp_path, lengths, episodes_per_file=2)
-    loader = OfflineLoader(tmp_path, 4, gamma=0.9, n_step=2, num_epochs=1, drop_last=False, shuffle_buffer=8)
+    loader = OfflineLoader(
+        tmp_path,
+        4,
+        returns=ReturnConfig(gamma=0.9, n_step=2),
+        num_epochs=1,
+        drop_last=False,
+        shuffle_buffer=8,
+    )
     assert ids(collect(loader)) == [(e, t) for e, T in enumerate(lengths) for t in range(T)]
     seqs = [
-        collect(OfflineLoader(tmp_path, 4, gamma=0.9, n_step=2, num_epochs=1, seed=s))["state"]
+        collect(OfflineLoader(tmp_path, 4, returns=ReturnConfig(gamma=0.9, n_step=2), num_epochs=1, seed=s))[
+            "state"
+        ]
         for s in (0, 0, 1)
     ]
     np.testing.assert_array_equal(seqs[0], seqs[1])  # same seed, same order
@@ -94,7 +119,13 @@ def test_ranks_read_disjoint_covering_subsets(
         ids(
             collect(
                 OfflineLoader(
-                    tmp_path, 2, gamma=0.9, n_step=1, rank=r, world_size=world, num_epochs=1, drop_last=False
+                    tmp_path,
+                    2,
+                    returns=ReturnConfig(gamma=0.9, n_step=1),
+                    rank=r,
+                    world_size=world,
+                    num_epochs=1,
+                    drop_last=False,
                 )
             )
         )
@@ -112,7 +143,13 @@ def test_resume_from_state_dict_continues_the_epoch(tmp_path: Path) -> None:
 
     def make() -> OfflineLoader:
         return OfflineLoader(
-            tmp_path, 4, gamma=0.9, n_step=2, seed=3, num_epochs=2, shuffle_buffer=4, drop_last=False
+            tmp_path,
+            4,
+            returns=ReturnConfig(gamma=0.9, n_step=2),
+            seed=3,
+            num_epochs=2,
+            shuffle_buffer=4,
+            drop_last=False,
         )
 
     first = make()
@@ -129,7 +166,7 @@ def test_resume_from_state_dict_continues_the_epoch(tmp_path: Path) -> None:
     expected += [(e, t) for e, T in enumerate(lengths) for t in range(T)]  # all of epoch 1
     assert rest == sorted(expected)
     with pytest.raises(ValueError, match="seed/rank/world_size"):
-        OfflineLoader(tmp_path, 4, gamma=0.9, n_step=2, seed=4).load_state_dict(state)
+        OfflineLoader(tmp_path, 4, returns=ReturnConfig(gamma=0.9, n_step=2), seed=4).load_state_dict(state)
 
 
 def test_filters_select_episodes(tmp_path: Path) -> None:
@@ -148,7 +185,14 @@ def test_filters_select_episodes(tmp_path: Path) -> None:
 
     def episodes(f: EpisodeFilter) -> set[int]:
         b = collect(
-            OfflineLoader(tmp_path, 2, gamma=0.9, n_step=1, num_epochs=1, drop_last=False, episode_filter=f)
+            OfflineLoader(
+                tmp_path,
+                2,
+                returns=ReturnConfig(gamma=0.9, n_step=1),
+                num_epochs=1,
+                drop_last=False,
+                episode_filter=f,
+            )
         )
         return {e for e, _ in ids(b)}
 
@@ -164,12 +208,19 @@ def test_filters_select_episodes(tmp_path: Path) -> None:
         4,
     ]
     with pytest.raises(ValueError, match="no episode"):
-        OfflineLoader(tmp_path, 2, gamma=0.9, n_step=1, episode_filter=EpisodeFilter(task_ids=["fly"]))
+        OfflineLoader(
+            tmp_path,
+            2,
+            returns=ReturnConfig(gamma=0.9, n_step=1),
+            episode_filter=EpisodeFilter(task_ids=["fly"]),
+        )
 
 
 def test_images_with_frame_history(tmp_path: Path) -> None:
     write_coded(tmp_path, [5, 4], episodes_per_file=1, image_size=16, terminated=True)
-    loader = OfflineLoader(tmp_path, 3, gamma=0.9, n_step=2, frame_history=3, num_epochs=1, drop_last=False)
+    loader = OfflineLoader(
+        tmp_path, 3, returns=ReturnConfig(gamma=0.9, n_step=2), frame_history=3, num_epochs=1, drop_last=False
+    )
     b = _by_frame(collect(loader))
     assert b["image"].shape == (9, 3, 16, 16, 3) and b["image"].dtype == np.uint8
     for i in range(9):
@@ -180,12 +231,12 @@ def test_images_with_frame_history(tmp_path: Path) -> None:
         nt = min(t + 2, T - 1)
         assert b["next_image"][i, :, 0, 0, 0].tolist() == [10 * max(nt - lag, 0) + ep for lag in (2, 1, 0)]
     with pytest.raises(ValueError, match="not image features"):
-        OfflineLoader(tmp_path, 3, gamma=0.9, n_step=2, cameras=["wrist"])
+        OfflineLoader(tmp_path, 3, returns=ReturnConfig(gamma=0.9, n_step=2), cameras=["wrist"])
 
 
 def test_infinite_stream_crosses_epochs_with_bounded_buffer(tmp_path: Path) -> None:
     write_coded(tmp_path, [5, 6, 7], episodes_per_file=1)
-    loader = OfflineLoader(tmp_path, 4, gamma=0.9, n_step=1, shuffle_buffer=6)
+    loader = OfflineLoader(tmp_path, 4, returns=ReturnConfig(gamma=0.9, n_step=1), shuffle_buffer=6)
     it = iter(loader)
     counts = Counter()
     for _ in range(18):  # 72 transitions = 4 epochs of 18

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from qtransformer.bins import ActionBins
-from qtransformer.returns import episode_targets
+from qtransformer.returns import ReturnConfig, ReturnOverrides, episode_targets, resolve_returns
 
 
 def test_round_trip_within_half_bin():
@@ -70,3 +70,38 @@ def test_episode_targets_reject_bad_input():
         episode_targets([], True, 0.9, 3)
     with pytest.raises(ValueError, match="NaN"):
         episode_targets([np.nan], True, 0.9, 3)
+
+
+def test_return_config_validates_its_fields():
+    assert ReturnConfig.from_dict(ReturnConfig(gamma=0.9, n_step=5).to_dict()) == ReturnConfig(0.9, 5)
+    for bad, match in (
+        (dict(gamma=0.0), "gamma"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(n_step=0), "n_step"),
+        (dict(n_step=2.5), "n_step"),
+        (dict(min_return=float("nan")), "min_return"),
+        (dict(timeout_is_failure="yes"), "timeout_is_failure"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ReturnConfig(**bad)
+    with pytest.raises(ValueError, match="exactly the fields"):
+        ReturnConfig.from_dict({"gamma": 0.9})
+
+
+def test_resolve_returns_keeps_what_a_pretrained_value_means():
+    pre = ReturnConfig(gamma=0.9, n_step=5, timeout_is_failure=True, min_return=0.0)
+    assert resolve_returns(pre, ReturnOverrides()) == pre  # nothing given: the checkpoint's
+    # An explicit value equal to ReturnConfig's default is the user's, not replaced by the checkpoint's.
+    assert resolve_returns(pre, ReturnOverrides(n_step=3)).n_step == 3
+    assert resolve_returns(pre, ReturnOverrides(timeout_is_failure=False)).timeout_is_failure is False
+    # gamma and min_return may be restated, never changed.
+    assert resolve_returns(pre, ReturnOverrides(gamma=0.9, min_return=0.0)) == pre
+    with pytest.raises(ValueError, match=r"returns.gamma=0.98 differs .* gamma=0.9"):
+        resolve_returns(pre, ReturnOverrides(gamma=0.98))
+    with pytest.raises(ValueError, match=r"returns.min_return=-1.0 differs"):
+        resolve_returns(pre, ReturnOverrides(min_return=-1.0))
+    # From scratch: ReturnConfig's defaults with whatever is given, gamma included.
+    assert resolve_returns(None, ReturnOverrides()) == ReturnConfig()
+    assert resolve_returns(None, ReturnOverrides(gamma=0.95, n_step=1)) == ReturnConfig(gamma=0.95, n_step=1)
+    with pytest.raises(ValueError, match="gamma"):
+        resolve_returns(None, ReturnOverrides(gamma=2.0))

@@ -15,6 +15,7 @@ from qtransformer.checkpoint import (
 from qtransformer.exploration import EpsilonGreedy
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
+from qtransformer.returns import ReturnConfig
 
 from .helpers import tiny_config
 
@@ -27,7 +28,7 @@ def _model(**kw):
 def test_round_trip_gives_identical_outputs(tmp_path):
     model = _model()
     bins = ActionBins([-1] * 3, [1] * 3, 8)
-    save_policy_checkpoint(tmp_path / "ck", model, bins, "default", {"step": 7})
+    save_policy_checkpoint(tmp_path / "ck", model, bins, "default", {"step": 7}, returns=ReturnConfig())
     loaded = load_policy_checkpoint(tmp_path / "ck")
     assert loaded.meta == {"step": 7} and loaded.encoder == "default"
     m2 = build_model(loaded)
@@ -36,24 +37,67 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     torch.testing.assert_close(model.eval()(s, e, b), m2(s, e, b))
 
 
+def test_the_return_definition_travels_typed_and_is_required(tmp_path):
+    bins = ActionBins([-1] * 3, [1] * 3, 8)
+    returns = ReturnConfig(gamma=0.9, n_step=5, timeout_is_failure=True, min_return=0.0)
+    path = save_policy_checkpoint(tmp_path / "ck", _model(), bins, "default", returns=returns)
+    loaded = load_policy_checkpoint(path)
+    assert isinstance(loaded.returns, ReturnConfig) and loaded.returns == returns
+    with pytest.raises(TypeError, match="ReturnConfig"):
+        save_policy_checkpoint(tmp_path / "ck2", _model(), bins, "default", returns={"gamma": 0.9})  # type: ignore[arg-type]
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["returns"]["n_step"] = 0
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="invalid 'returns' entry.*n_step"):
+        load_policy_checkpoint(path)
+    del cfg["returns"]
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="no 'returns' entry"):
+        load_policy_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "bins, match",
+    [
+        ({"low": [-1] * 3, "high": [1] * 3, "num_bins": 16}, r"3 dims x 16 bins\) do not match .*num_bins=8"),
+        ({"low": [-1] * 2, "high": [1] * 2, "num_bins": 8}, r"2 dims .* do not match .*action_dim=3"),
+        (
+            {"low": [-1, 1, -1], "high": [1, 1, 1], "num_bins": 8},
+            r"invalid 'action_bins' entry.*high must exceed",
+        ),
+        ({"low": [-1] * 3, "high": [1, float("inf"), 1], "num_bins": 8}, r"'action_bins'.*finite"),
+        ({"low": [-1] * 3, "num_bins": 8}, r"invalid 'action_bins' entry.*high"),
+    ],
+)
+def test_loading_checks_the_action_bins_against_the_model(tmp_path, bins, match):
+    path = save_policy_checkpoint(
+        tmp_path / "ck", _model(), ActionBins([-1] * 3, [1] * 3, 8), "default", returns=ReturnConfig()
+    )
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["action_bins"] = bins
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=match):
+        load_policy_checkpoint(path)
+
+
 def test_overwrite_is_atomic_and_failure_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "ck"
     bins = ActionBins([-1] * 3, [1] * 3, 8)
-    save_policy_checkpoint(path, _model(), bins, "default", {"step": 1})
+    save_policy_checkpoint(path, _model(), bins, "default", {"step": 1}, returns=ReturnConfig())
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod, "save_file", boom)
     with pytest.raises(OSError, match="disk full"):
-        save_policy_checkpoint(path, _model(), bins, "default", {"step": 2})
+        save_policy_checkpoint(path, _model(), bins, "default", {"step": 2}, returns=ReturnConfig())
     assert load_policy_checkpoint(path).meta == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary left behind
 
 
 def test_truncated_missing_and_mismatched_checkpoints_are_named(tmp_path):
     bins = ActionBins([-1] * 3, [1] * 3, 8)
-    path = save_policy_checkpoint(tmp_path / "ck", _model(), bins, "default")
+    path = save_policy_checkpoint(tmp_path / "ck", _model(), bins, "default", returns=ReturnConfig())
     w = path / "model.safetensors"
     data = w.read_bytes()
     w.write_bytes(data[: len(data) // 2])
@@ -64,7 +108,7 @@ def test_truncated_missing_and_mismatched_checkpoints_are_named(tmp_path):
         load_policy_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_policy_checkpoint(tmp_path / "nope")
-    path = save_policy_checkpoint(tmp_path / "ck2", _model(), bins, "default")
+    path = save_policy_checkpoint(tmp_path / "ck2", _model(), bins, "default", returns=ReturnConfig())
     cfg = json.loads((path / "config.json").read_text())
     cfg["model"]["d_model"] = 64
     (path / "config.json").write_text(json.dumps(cfg))
@@ -74,13 +118,17 @@ def test_truncated_missing_and_mismatched_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="config.json.*not valid JSON"):
         load_policy_checkpoint(path)
     with pytest.raises(ValueError, match="do not match the model"):
-        save_policy_checkpoint(tmp_path / "ck3", _model(), ActionBins([-1] * 2, [1] * 2, 8), "default")
+        save_policy_checkpoint(
+            tmp_path / "ck3", _model(), ActionBins([-1] * 2, [1] * 2, 8), "default", returns=ReturnConfig()
+        )
 
 
 @pytest.fixture
 def policy(tmp_path, text_encoder):
     model = _model(image_size=16, num_images=2, conv_channels=(8,))
-    path = save_policy_checkpoint(tmp_path / "ck", model, ActionBins([-1, -1, 0], [1, 1, 2], 8), "default")
+    path = save_policy_checkpoint(
+        tmp_path / "ck", model, ActionBins([-1, -1, 0], [1, 1, 2], 8), "default", returns=ReturnConfig()
+    )
     return QTransformerPolicy.from_checkpoint(path, encoder=text_encoder)
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from accelerate import Accelerator
 
@@ -37,6 +38,28 @@ def test_train_step_reduces_loss_on_a_fixed_batch_and_moves_the_target():
     assert sched.last_epoch == 60
 
 
+def test_bc_method_trains_without_a_target_network():
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        model=tiny_config(q_activation="none"), optim=OptimConfig(warmup_steps=0, lr_schedule="constant")
+    )
+    acc = Accelerator(cpu=True)
+    model = QTransformer(cfg.model)
+    opt = build_optimizer(model, cfg.optim)
+    model, opt = acc.prepare(model, opt)
+    batch = random_batch(cfg.model, B=8)
+    losses = [train_step(model, None, opt, batch, cfg, acc, method="bc")[0]["loss"].item() for _ in range(30)]
+    assert losses[-1] < 0.8 * losses[0]  # from log(8) = 2.08 at the start
+    terms, _ = train_step(model, None, opt, batch, cfg, acc, method="bc")
+    assert "bc_accuracy" in terms and "td" not in terms
+    with pytest.raises(ValueError, match="without a target network"):
+        train_step(model, make_target(model), opt, batch, cfg, acc, method="bc")
+    with pytest.raises(ValueError, match="needs a target model"):
+        train_step(model, None, opt, batch, cfg, acc)
+    with pytest.raises(ValueError, match="method must be"):
+        train_step(model, None, opt, batch, cfg, acc, method="cql")  # type: ignore[arg-type]
+
+
 def test_gradient_accumulation_steps_only_on_sync():
     cfg, acc, model, target, opt, sched = _learner(
         OptimConfig(grad_accum_steps=2, warmup_steps=0, lr_schedule="constant")
@@ -50,16 +73,15 @@ def test_gradient_accumulation_steps_only_on_sync():
     assert s2 and not torch.equal(w0, next(model.parameters()))
 
 
-def test_polyak_and_copy_updates():
+def test_polyak_update_moves_the_target_by_tau_and_copies_buffers():
     a, b = QTransformer(tiny_config()), QTransformer(tiny_config())
+    a.set_state_stats(torch.arange(5.0), torch.full((5,), 2.0))
     pa, pb = next(a.parameters()), next(b.parameters())
     expected = pb.detach() + 0.25 * (pa.detach() - pb.detach())
-    update_target(a, b, OptimConfig(target_update="polyak", tau=0.25), 1)
+    update_target(a, b, OptimConfig(tau=0.25))
     torch.testing.assert_close(pb, expected)
-    copy_cfg = OptimConfig(target_update="copy", target_period=3)
-    update_target(a, b, copy_cfg, 2)
-    assert not torch.equal(pa, pb)
-    update_target(a, b, copy_cfg, 3)
+    assert torch.equal(b.state_mean, a.state_mean) and torch.equal(b.state_std, a.state_std)
+    update_target(a, b, OptimConfig(tau=1.0))
     assert torch.equal(pa, pb)
 
 

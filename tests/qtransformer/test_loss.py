@@ -4,10 +4,13 @@ import pytest
 import torch
 
 from qtransformer.config import LossConfig
-from qtransformer.loss import qtransformer_loss, td_targets
+from qtransformer.loss import bc_loss, qtransformer_loss, td_targets
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 
 from .helpers import TableQ, random_batch, tiny_config
+
+RETURNS = ReturnConfig()
 
 
 def _setup(B=2, D=3, K=4, N=2, seed=0):
@@ -28,8 +31,8 @@ def test_targets_and_terms_by_hand():
     batch.nstep = torch.tensor([2.0, 1.0])
     batch.bootstrap = torch.tensor([1.0, 1.0])
     batch.mc_return = torch.tensor([0.0, 0.0])
-    cfg = LossConfig(gamma=0.9, alpha=0.5, use_mc_bound=False)
-    loss, terms = qtransformer_loss(online, target, batch, cfg)
+    cfg = LossConfig(alpha=0.5, use_mc_bound=False)
+    loss, terms = qtransformer_loss(online, target, batch, cfg, ReturnConfig(gamma=0.9))
     B, D, K = qo.shape
     a = batch.action_bins
     y = torch.zeros(B, D)
@@ -54,9 +57,9 @@ def test_targets_and_terms_by_hand():
 def test_reward_changes_only_the_last_dimension_target():
     batch, _, target, *_ = _setup()
     cfg = LossConfig(use_mc_bound=False)
-    y0, _ = td_targets(target, batch, cfg)
+    y0, _ = td_targets(target, batch, cfg, RETURNS)
     batch.rewards = batch.rewards + torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    y1, _ = td_targets(target, batch, cfg)
+    y1, _ = td_targets(target, batch, cfg, RETURNS)
     assert torch.allclose(y0[:, :-1], y1[:, :-1])
     assert torch.isclose(y1[0, -1] - y0[0, -1], torch.tensor(1.0))
     assert torch.isclose(y1[1, -1], y0[1, -1])
@@ -66,7 +69,7 @@ def test_terminal_masks_bootstrap():
     batch, _, target, *_ = _setup()
     batch.rewards = torch.zeros_like(batch.rewards)
     batch.bootstrap = torch.tensor([0.0, 1.0])
-    y, _ = td_targets(target, batch, LossConfig(use_mc_bound=False))
+    y, _ = td_targets(target, batch, LossConfig(use_mc_bound=False), RETURNS)
     assert y[0, -1] == 0.0
     assert y[1, -1] > 0.0
 
@@ -74,7 +77,7 @@ def test_terminal_masks_bootstrap():
 def test_mc_bound_lifts_targets_per_sample():
     batch, _, target, *_ = _setup()
     batch.mc_return = torch.tensor([5.0, -1.0])
-    y, active = td_targets(target, batch, LossConfig(use_mc_bound=True))
+    y, active = td_targets(target, batch, LossConfig(use_mc_bound=True), RETURNS)
     assert torch.all(y[0] == 5.0) and torch.all(active[0])
     assert not active[1].any() and torch.all(y[1] < 5.0)
 
@@ -84,7 +87,7 @@ def test_conservative_gradient_touches_only_bins_not_taken():
     grads = []
     for alpha in (0.0, 1.0):
         online.table.grad = None
-        loss, _ = qtransformer_loss(online, target, batch, LossConfig(alpha=alpha))
+        loss, _ = qtransformer_loss(online, target, batch, LossConfig(alpha=alpha), RETURNS)
         loss.backward()
         grads.append(online.table.grad.clone())
     cons_grad = grads[1] - grads[0]  # the regulariser's own gradient
@@ -99,7 +102,7 @@ def test_online_alpha_weighs_the_conservative_term_on_online_samples_only():
 
     def grad(cfg: LossConfig) -> torch.Tensor:
         online.table.grad = None
-        loss, _ = qtransformer_loss(online, target, batch, cfg)
+        loss, _ = qtransformer_loss(online, target, batch, cfg, RETURNS)
         loss.backward()
         return online.table.grad.clone()
 
@@ -119,7 +122,7 @@ def test_online_alpha_weighs_the_conservative_term_on_online_samples_only():
 
 def test_td_gradient_touches_only_taken_bins_and_never_the_target():
     batch, online, target, *_ = _setup()
-    loss, _ = qtransformer_loss(online, target, batch, LossConfig(use_conservative=False))
+    loss, _ = qtransformer_loss(online, target, batch, LossConfig(alpha=0.0), RETURNS)
     loss.backward()
     a = batch.action_bins
     g = online.table.grad
@@ -134,60 +137,47 @@ def test_real_network_target_gets_no_gradient():
     for p in target.parameters():
         p.requires_grad_(False)
     batch = random_batch(cfg, B=3)
-    loss, terms = qtransformer_loss(online, target, batch, LossConfig())
+    loss, terms = qtransformer_loss(online, target, batch, LossConfig(), RETURNS)
     loss.backward()
     assert all(p.grad is None for p in target.parameters())
     assert sum(p.grad.abs().sum() for p in online.parameters() if p.grad is not None) > 0
     assert set(terms) >= {"td", "conservative", "mc_bound_active_fraction", "q_mean"}
 
 
-def test_behavior_cloning_is_cross_entropy_on_dataset_bins():
-    batch, online, _, qo, *_ = _setup()
-    loss, _terms = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True))
-    expected = torch.nn.functional.cross_entropy(qo.flatten(0, 1), batch.action_bins.flatten())
-    torch.testing.assert_close(loss, expected)
+def test_bc_loss_is_cross_entropy_on_dataset_bins_by_hand():
+    batch, online, _, qo, *_ = _setup(B=2, D=3, K=4)
+    loss, terms = bc_loss(online, batch, LossConfig())
+    a = batch.action_bins
+    B, D, K = qo.shape
+    nll = 0.0
+    for b in range(B):
+        for i in range(D):
+            log_z = torch.log(sum(torch.exp(qo[b, i, k]) for k in range(K)))
+            nll += log_z - qo[b, i, a[b, i]]
+    torch.testing.assert_close(loss, nll / (B * D))
+    torch.testing.assert_close(terms["bc"], loss.detach())
+    assert terms["bc_accuracy"] == (qo.argmax(-1) == a).float().mean()
+    # Every bin of every dimension gets gradient: the taken bin up, the others down.
+    loss.backward()
+    g = online.table.grad
+    assert torch.all(g.gather(-1, a[..., None]) < 0) and torch.all(g.scatter(-1, a[..., None], 1.0) > 0)
 
 
 def test_loss_rejects_bad_batches():
     batch, online, target, *_ = _setup()
     batch.mc_return = torch.zeros(5)
     with pytest.raises(ValueError, match="mc_return"):
-        qtransformer_loss(online, target, batch, LossConfig())
+        qtransformer_loss(online, target, batch, LossConfig(), RETURNS)
     with pytest.raises(ValueError, match="target model"):
-        qtransformer_loss(online, None, _setup()[0], LossConfig())
+        qtransformer_loss(online, None, _setup()[0], LossConfig(), RETURNS)  # type: ignore[arg-type]
 
 
-def test_behavior_cloning_refuses_a_sigmoid_head():
+def test_bc_loss_refuses_a_sigmoid_head():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="raw logits"):
-        qtransformer_loss(QTransformer(cfg), None, random_batch(cfg), LossConfig(behavior_cloning=True))
-    loss, _ = qtransformer_loss(
-        QTransformer(tiny_config(q_activation="none")),
-        None,
-        random_batch(cfg),
-        LossConfig(behavior_cloning=True),
-    )
+        bc_loss(QTransformer(cfg), random_batch(cfg), LossConfig())
+    loss, _ = bc_loss(QTransformer(tiny_config(q_activation="none")), random_batch(cfg), LossConfig())
     assert torch.isfinite(loss)
-
-
-def test_double_q_values_the_online_networks_bins_with_the_target_network():
-    batch, online, target, qo, qt, qn = _setup()
-    g = torch.Generator().manual_seed(1)
-    qo_next = torch.rand(qn.shape, generator=g)
-    online = TableQ(qo, qo_next, batch.next_state)
-    batch.rewards = torch.zeros_like(batch.rewards)
-    batch.bootstrap = torch.ones_like(batch.bootstrap)
-    cfg = LossConfig(gamma=0.9, use_mc_bound=False, double_q=True)
-    y, _ = td_targets(target, batch, cfg, online)
-    B, D, _ = qo.shape
-    for b in range(B):
-        for i in range(D - 1):
-            assert y[b, i] == qt[b, i + 1, qo[b, i + 1].argmax()]
-        assert torch.isclose(y[b, -1], 0.9 ** batch.nstep[b] * qn[b, 0, qo_next[b, 0].argmax()])
-    plain, _ = td_targets(target, batch, LossConfig(gamma=0.9, use_mc_bound=False))
-    assert torch.all(y <= plain) and torch.any(y < plain)  # never above the plain max, here below it
-    with pytest.raises(ValueError, match="double_q needs the online model"):
-        td_targets(target, batch, cfg)
 
 
 class _SupportTableQ(TableQ):
@@ -214,8 +204,8 @@ def test_support_constraint_takes_every_target_max_over_supported_bins_only():
     target = _SupportTableQ(qt, logits, qn, next_logits, batch.next_state, tau=0.3)
     batch.rewards = torch.zeros_like(batch.rewards)
     batch.bootstrap = torch.ones_like(batch.bootstrap)
-    cfg = LossConfig(gamma=0.9, use_mc_bound=False)
-    y, _ = td_targets(target, batch, cfg)
+    cfg = LossConfig(use_mc_bound=False)
+    y, _ = td_targets(target, batch, cfg, ReturnConfig(gamma=0.9))
 
     def allowed(lg):
         p = lg.softmax(-1)
@@ -227,7 +217,7 @@ def test_support_constraint_takes_every_target_max_over_supported_bins_only():
             assert y[b, i] == qt[b, i + 1][allowed(logits[b, i + 1])].max()
         want = 0.9 ** batch.nstep[b] * qn[b, 0][allowed(next_logits[b, 0])].max()
         assert torch.isclose(y[b, -1], want)
-    plain, _ = td_targets(TableQ(qt, qn, batch.next_state), batch, cfg)
+    plain, _ = td_targets(TableQ(qt, qn, batch.next_state), batch, cfg, ReturnConfig(gamma=0.9))
     assert torch.all(y <= plain) and torch.any(y < plain)
 
 
@@ -239,19 +229,19 @@ def test_support_head_learns_from_successful_episodes_only():
     for successes, expect_grad in ((torch.zeros(6), False), (torch.tensor([0, 0, 0.5, 0, 0.9, 0]), True)):
         batch.mc_return = successes
         model.zero_grad()
-        loss, terms = qtransformer_loss(model, target, batch, LossConfig())
+        loss, terms = qtransformer_loss(model, target, batch, LossConfig(), RETURNS)
         loss.backward()
         grad = model.behavior_head[-1].weight.grad
         assert (grad is not None and grad.abs().sum() > 0) == expect_grad
         assert terms["behavior_samples_fraction"] == successes.gt(0).float().mean()
     model.zero_grad()
-    loss, _ = qtransformer_loss(model, target, batch, LossConfig(behavior_successes_only=False))
+    loss, _ = qtransformer_loss(model, target, batch, LossConfig(behavior_successes_only=False), RETURNS)
     loss.backward()
     assert model.behavior_head[-1].weight.grad.abs().sum() > 0
     # The head's cross-entropy enters the loss scaled by behavior_weight and nothing else changes.
     with torch.no_grad():
-        l0, t0 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=0.0))
-        l10, t10 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=10.0))
+        l0, t0 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=0.0), RETURNS)
+        l10, t10 = qtransformer_loss(model, target, batch, LossConfig(behavior_weight=10.0), RETURNS)
     assert t0["behavior_ce"] > 0
     assert torch.isclose(l10 - l0, 10.0 * t10["behavior_ce"], rtol=1e-4)
     with pytest.raises(ValueError, match="behavior_weight"):
@@ -267,7 +257,7 @@ def test_support_head_can_leave_out_the_online_samples():
     def head_terms(online: torch.Tensor | None, cfg_loss: LossConfig) -> tuple[float, float]:
         batch.online = online
         with torch.no_grad():
-            _, terms = qtransformer_loss(model, target, batch, cfg_loss)
+            _, terms = qtransformer_loss(model, target, batch, cfg_loss, RETURNS)
         return float(terms["behavior_ce"]), float(terms["behavior_samples_fraction"])
 
     prior_only = LossConfig(behavior_online=False)
@@ -286,8 +276,8 @@ def test_support_head_can_leave_out_the_online_samples():
 def test_bin_smoothing_spreads_the_data_bin_over_its_neighbours_by_hand():
     batch, online, target, qo, *_ = _setup(B=2, D=3, K=8)
     cfg = LossConfig(use_mc_bound=False, alpha=0.5, bin_smoothing=1.5)
-    loss, terms = qtransformer_loss(online, target, batch, cfg)
-    y, _ = td_targets(target, batch, cfg)
+    loss, terms = qtransformer_loss(online, target, batch, cfg, RETURNS)
+    y, _ = td_targets(target, batch, cfg, RETURNS)
     a = batch.action_bins
     B, D, K = qo.shape
     td = cons = 0.0
@@ -315,7 +305,7 @@ def test_bin_smoothing_lets_the_neighbours_learn_the_return_the_conservative_ter
         opt = torch.optim.SGD(online.parameters(), lr=0.5)
         for _ in range(300):
             loss, _ = qtransformer_loss(
-                online, TableQ(torch.zeros(1, 1, 16)), batch, LossConfig(bin_smoothing=sigma)
+                online, TableQ(torch.zeros(1, 1, 16)), batch, LossConfig(bin_smoothing=sigma), RETURNS
             )
             opt.zero_grad()
             loss.backward()
@@ -328,7 +318,7 @@ def test_bin_smoothing_lets_the_neighbours_learn_the_return_the_conservative_ter
 
 def test_bin_smoothing_soft_targets_for_the_cross_entropies():
     batch, online, _, qo, *_ = _setup(B=2, D=3, K=8)
-    loss, _ = qtransformer_loss(online, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=1.0))
+    loss, _ = bc_loss(online, batch, LossConfig(bin_smoothing=1.0))
     k = torch.arange(8.0)
     w = torch.exp(-0.5 * (k - batch.action_bins[..., None].float()) ** 2)
     expected = -(w / w.sum(-1, keepdim=True) * torch.log_softmax(qo, -1)).sum(-1).mean()
@@ -348,12 +338,12 @@ def test_bin_smoothing_jitters_the_conditioning_bins_in_training_only():
 
     model.forward = spy
     data = batch.action_bins[:, :-1]
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    bc_loss(model, batch, LossConfig(bin_smoothing=2.0))
     moved = seen[-1] - data
     assert 0.3 < (moved != 0).float().mean() < 0.9 and moved.abs().max() <= 10
     assert seen[-1].min() >= 0 and seen[-1].max() < 64
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True))
+    bc_loss(model, batch, LossConfig())
     assert torch.equal(seen[-1], data)
     model.eval()
-    qtransformer_loss(model, None, batch, LossConfig(behavior_cloning=True, bin_smoothing=2.0))
+    bc_loss(model, batch, LossConfig(bin_smoothing=2.0))
     assert torch.equal(seen[-1], data)

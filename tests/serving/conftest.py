@@ -16,6 +16,7 @@ from qtransformer.bins import ActionBins
 from qtransformer.checkpoint import save_policy_checkpoint
 from qtransformer.config import ModelConfig
 from qtransformer.model import QTransformer
+from qtransformer.returns import ReturnConfig
 from qtransformer.serving.server import PolicyServer, ServeArgs
 
 TOKEN = "serving-test-token-0123456789"
@@ -33,6 +34,7 @@ def make_checkpoint(path: Path, seed: int, **cfg) -> Path:
         ActionBins([-1] * c.action_dim, [1] * c.action_dim, c.num_bins),
         "default",
         {"step": seed},
+        returns=ReturnConfig(),
     )
 
 
