@@ -227,8 +227,8 @@ def _report(r: dict[str, Any]) -> str:
             f"({', '.join(f'{k[:-2]} {v:.0f}s' for k, v in r['timings_s'].items())}).",
             "",
             "Files: `curve.png` (success vs fine-tuning steps), `rollout_before.gif`, `rollout_after.gif`, `results.json`.",
-            "This is the small CPU budget (minutes on 2 cores); one episode of 20 is 5 points. What the larger runs reach, measured in docs/results.md (scripts/exp_pretrain.py and "
-            "scripts/exp_finetune.py run them):",
+            "This is the small CPU budget (minutes on 2 cores); one episode of 20 is 5 points. What the larger runs reach, measured in docs/results.md (research/exp_pretrain.py and "
+            "research/exp_finetune.py run them):",
             "",
             *REFERENCE_FIGURES[r["env"]],
             "",

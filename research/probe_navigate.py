@@ -1,9 +1,9 @@
 """Probes behind the Navigate findings in docs/results.md (sections 2 and 3).
 
-    python scripts/probe_navigate.py oracle-bc --dataset runs/data/navigate_1500 [--success-only]
-    python scripts/probe_navigate.py q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
-    python scripts/probe_navigate.py practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
-    python scripts/probe_navigate.py failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
+    python -m research.probe_navigate oracle-bc --dataset runs/data/navigate_1500 [--success-only]
+    python -m research.probe_navigate q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
+    python -m research.probe_navigate practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
+    python -m research.probe_navigate failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
         --dataset runs/data/navigate_1500_4hz
 
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?

@@ -6,8 +6,8 @@ import numpy as np
 
 import envs
 from envs.garbage_sort import RELATIVE_POSITIONS, STATE_DIM
-from scripts.garbage_outcomes import classify
-from scripts.probe_garbage import relative_features
+from research.garbage_outcomes import classify
+from research.probe_garbage import relative_features
 
 
 def test_relative_features_are_positions_from_the_grip_point() -> None:
@@ -53,7 +53,7 @@ def test_grasp_choice_reads_the_z_command_of_both_heads() -> None:
     from qtransformer.bins import ActionBins
     from qtransformer.model import QTransformer
     from qtransformer.policy import QTransformerPolicy
-    from scripts.garbage_outcomes import grasp_choice
+    from research.garbage_outcomes import grasp_choice
     from tests.finetune.test_finetune import _RecordingEncoder
     from tests.qtransformer.helpers import tiny_config
 
@@ -77,7 +77,7 @@ def test_range_limits_bound_the_motion_and_leave_the_gripper_unless_asked() -> N
     from qtransformer.bins import ActionBins
     from qtransformer.model import QTransformer
     from qtransformer.policy import QTransformerPolicy
-    from scripts.garbage_outcomes import range_limits
+    from research.garbage_outcomes import range_limits
     from tests.finetune.test_finetune import _RecordingEncoder
     from tests.qtransformer.helpers import tiny_config
 

@@ -1,6 +1,6 @@
 """How much does a trained network key later action dimensions on the exact bins of earlier ones?
 
-    python scripts/probe_conditioning.py --checkpoint runs/exp_pretrain/.../policy --dataset runs/data/garbage_5000
+    python -m research.probe_conditioning --checkpoint runs/exp_pretrain/.../policy --dataset runs/data/garbage_5000
 
 Teacher-forced on the successful episodes' states, each dimension's argmax is compared with the data's
 bin, first with the earlier dimensions given the data's bins, then with those bins moved by a uniform

@@ -1,6 +1,6 @@
 """Offline comparison at equal data and compute (issue: Q-Transformer vs behaviour cloning and ablations).
 
-    python scripts/exp_pretrain.py --dataset runs/data/navigate --env navigate --steps 3000 \\
+    python -m research.exp_pretrain --dataset runs/data/navigate --env navigate --steps 3000 \\
         --eval-episodes 100 --out runs/exp_pretrain/navigate
 
 Variants (same network, data order, steps, batch size and seed):
@@ -25,7 +25,7 @@ Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md se
                            by shared weights (ModelConfig.state_entities)
   bc_success_norm_wide     bc_success_norm at twice the width (d_model 256)
   bc_success_deep, qt_support_deep  bc_success_norm / qt_support_norm with a state MLP of two hidden
-                           layers of 512 before the transformer (the width of scripts/probe_garbage.py's MLP)
+                           layers of 512 before the transformer (the width of research/probe_garbage.py's MLP)
   bc_success_novel, qt_support_novel  bc_success_norm / qt_support_norm not reading GarbageSort's grip
                            velocity (ModelConfig.state_ignore), the previous action in disguise
   bc_success_minimal, qt_support_minimal  the same reading only what GarbageSort's expert acts on (grip

@@ -1,6 +1,6 @@
 """Online fine-tuning comparison on a held-out task (success vs environment steps).
 
-    python scripts/exp_finetune.py --env navigate --pretrained runs/exp_pretrain/navigate/qt/policy \\
+    python -m research.exp_finetune --env navigate --pretrained runs/exp_pretrain/navigate/qt/policy \\
         --prior-data runs/data/navigate --env-steps 5000 --out runs/exp_finetune/navigate
 
 Variants (same task, budget, update ratio and seed):
