@@ -1,201 +1,217 @@
-"""Offline comparison at equal data and compute (issue: Q-Transformer vs behaviour cloning and ablations).
+"""Offline comparison at equal data and compute: the Q-Transformer against behaviour cloning and ablations.
 
-    python -m research.exp_pretrain --dataset runs/data/navigate --env navigate --steps 3000 \\
-        --eval-episodes 100 --out runs/exp_pretrain/navigate
+    python -m research.exp_pretrain --dataset runs/data/navigate --steps 3000 --eval-episodes 2 \\
+        --final-episodes 100 --out runs/exp_pretrain/navigate
 
-Variants (same network, data order, steps, batch size and seed):
-  qt            Q-Transformer: conservative regulariser + MC lower bound + n-step returns
-  bc_all        behaviour cloning (cross-entropy over bins) on all episodes
-  bc_success    behaviour cloning on successful episodes only
-  qt_no_cons    Q-Transformer without the conservative term
-  qt_no_mc      Q-Transformer without the Monte-Carlo bound
-Diagnostic variants (why Q-Transformer does not beat BC here; docs/results.md section 2):
-  qt_alpha5, qt_alpha0.2   conservative weight 5 / 0.2 instead of 1
-  qt_gamma0.9              discount 0.9 instead of 0.98 (a larger gap between acting and waiting)
-  qt_bins32                32 bins per dimension instead of 256
-  qt_timeout_fail          episodes that stopped without success end in a terminal failure
-  qt_double_q              double Q-learning targets (the online network picks, the target values)
-  qt_support, qt_support0.1  support constraint (discrete BCQ): every max over bins, acting and in the
-                           target, only over bins a second head (trained on successful episodes) gives
-                           at least 0.3 / 0.1 of its top probability; the head's cross-entropy weighted 1
-  qt_support_bw3, qt_support_bw10  the same weighted 3 / 10 (10 is LossConfig's default)
-  bc_success_norm, qt_support_norm  bc_success / qt_support_bw10 with the state standardised by the
-                           dataset's statistics (ModelConfig.normalize_state)
-  bc_success_objects, qt_support_objects  the same with GarbageSort's object slots read as one token each
-                           by shared weights (ModelConfig.state_entities)
-  bc_success_norm_wide     bc_success_norm at twice the width (d_model 256)
-  bc_success_deep, qt_support_deep  bc_success_norm / qt_support_norm with a state MLP of two hidden
-                           layers of 512 before the transformer (the width of research/probe_garbage.py's MLP)
-  bc_success_novel, qt_support_novel  bc_success_norm / qt_support_norm not reading GarbageSort's grip
-                           velocity (ModelConfig.state_ignore), the previous action in disguise
-  bc_success_minimal, qt_support_minimal  the same reading only what GarbageSort's expert acts on (grip
-                           position, closure, grasp flag, bins, objects' masks and positions)
-  bc_success_minimal_bins32  bc_success_minimal over 32 bins per dimension
-  bc_success_minimal_lang, qt_support_minimal_lang  the same with the instruction embedding standardised
-                           by the dataset's instructions (ModelConfig.normalize_instruction)
-  bc_success_minimal_lang32, qt_support_minimal_lang32  the same over 32 bins per dimension
-  qt_support_minimal_lang_bw100  qt_support_minimal_lang with the support head's cross-entropy weighted 100
-  qt_support_minimal_lang_succ  qt_support_minimal_lang on the successful episodes only
-  bc_success_minimal_lang_s3, qt_support_minimal_lang_succ_s3  the same with each data bin spread over
-                           its neighbours, std 3 bins (LossConfig.bin_smoothing)
-  qt_support_minimal_lang_succ_s3_rel  qt_support_minimal_lang_succ_s3 reading the objects' and bins'
-                           positions relative to the grip point too (ModelConfig.state_relative)
-  qt_support_objects_lang_succ_s3  qt_support_minimal_lang_succ_s3 reading the objects one token each
-                           (ModelConfig.state_entities)
-  bc_success_minimal_lang_s8  the same at std 8 bins
-  bc_success_minimal_lang_val, bc_success_minimal_lang_val_s3  bc_success_minimal_lang(_s3) reading each
-                           chosen bin by its value (ModelConfig.bin_embedding)
-Writes results.json and curves.png; prints one JSON object last.
+Every ``qt pretrain`` option is accepted under the same name with the same default (``PretrainArgs``):
+together they make the base run, which each variant changes only in what defines it. So the data, the
+network, the steps, the schedule and the seed are the same for every variant, and a diagnostic such as
+a conservative weight of 5 is ``--loss.alpha 5 --variants qt``. ``--out`` is the experiment's directory
+(one run directory per variant under it); ``--eval-episodes`` is the episodes per task at each of the
+``--curve-points`` evaluations during training.
+
+Variants:
+  qt                 the Q-Transformer: conservative term, Monte-Carlo bound, n-step returns, no support head
+  bc_all             behaviour cloning (cross-entropy over the bins) on all episodes
+  bc_success         behaviour cloning on the successful episodes only
+  bc_success_smooth  bc_success with the recipe's bin smoothing (the recipe's imitation counterpart)
+  qt_no_cons         qt without the conservative term (alpha 0)
+  qt_no_mc           qt without the Monte-Carlo lower bound
+  qt_n1              qt with one-step returns
+  qt_support         qt with the support head (discrete BCQ: every max over the bins the head finds likely)
+  recipe             qt_support on the successful episodes, with the bins smoothed over their neighbours
+The environment is the dataset's. The final evaluation plays ``--final-episodes`` greedy episodes per
+training task, with the training and the held-out phrasings. Writes results.json (per variant: the
+rates, the curve and the arguments it ran with) and curves.png; prints one JSON object last.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
-from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, RELATIVE_POSITIONS, STATE_HEAD
+import tyro
+
 from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
-from qtransformer.config import MODEL_PRESETS, LossConfig, ModelConfig, OptimConfig
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.text import TextEncoder
 from scripts.plots import plot_success_curves
 
-# name -> (loss, success-only data, model overrides on top of the "small" preset)
-VARIANTS: dict[str, tuple[LossConfig, bool, dict]] = {
-    "qt": (LossConfig(), False, {}),
-    "bc_all": (LossConfig(behavior_cloning=True), False, {}),
-    "bc_success": (LossConfig(behavior_cloning=True), True, {}),
-    "qt_no_cons": (LossConfig(use_conservative=False), False, {}),
-    "qt_no_mc": (LossConfig(use_mc_bound=False), False, {}),
-    "qt_alpha5": (LossConfig(alpha=5.0), False, {}),
-    "qt_alpha0.2": (LossConfig(alpha=0.2), False, {}),
-    "qt_gamma0.9": (LossConfig(gamma=0.9), False, {}),
-    "qt_bins32": (LossConfig(), False, {"num_bins": 32}),
-    "qt_timeout_fail": (LossConfig(timeout_is_failure=True), False, {}),
-    "qt_double_q": (LossConfig(double_q=True), False, {}),
-    "qt_support": (LossConfig(behavior_weight=1.0), False, {"support_tau": 0.3}),
-    "qt_support0.1": (LossConfig(behavior_weight=1.0), False, {"support_tau": 0.1}),
-    "qt_support_bw3": (LossConfig(behavior_weight=3.0), False, {"support_tau": 0.3}),
-    "qt_support_bw10": (LossConfig(behavior_weight=10.0), False, {"support_tau": 0.3}),
-    "bc_success_norm": (LossConfig(behavior_cloning=True), True, {"normalize_state": True}),
-    "qt_support_norm": (
-        LossConfig(behavior_weight=10.0),
-        False,
-        {"support_tau": 0.3, "normalize_state": True},
-    ),
-}
+Variant = Callable[[PretrainArgs], PretrainArgs]
+
+# The recipe's settings (docs/results.md: the support head at tau 0.3 weighted 10; bins smoothed, std 3).
+SUPPORT_TAU, SUPPORT_WEIGHT, BIN_SMOOTHING = 0.3, 10.0, 3.0
 
 
-def _bc(model_kw: dict, smoothing: float = 0.0) -> tuple[LossConfig, bool, dict]:
-    """Cloning of the successful episodes with these model overrides."""
-    return (LossConfig(behavior_cloning=True, bin_smoothing=smoothing), True, model_kw)
+def _bc(a: PretrainArgs) -> PretrainArgs:
+    """Train by cross-entropy on the data's bins instead of the Q loss."""
+    return dataclasses.replace(a, loss=dataclasses.replace(a.loss, behavior_cloning=True))
 
 
-def _qt_support(
-    model_kw: dict, weight: float = 10.0, success_only: bool = False, smoothing: float = 0.0
-) -> tuple[LossConfig, bool, dict]:
-    """The Q-Transformer with the support constraint (tau 0.3, head weighted ``weight``)."""
-    loss = LossConfig(behavior_weight=weight, bin_smoothing=smoothing)
-    return (loss, success_only, {"support_tau": 0.3, **model_kw})
+def _n_step(a: PretrainArgs, n: int) -> PretrainArgs:
+    return dataclasses.replace(a, loss=dataclasses.replace(a.loss, n_step=n))
 
 
-# GarbageSort's state: the head, then one slot per object kind (envs/garbage_sort.py).
-GARBAGE_ENTITIES = {"normalize_state": True, "state_entities": (STATE_HEAD, OBJ_SLOT)}
-VARIANTS["bc_success_objects"] = _bc(GARBAGE_ENTITIES)
-VARIANTS["bc_success_norm_wide"] = _bc({"normalize_state": True, "d_model": 256})
-VARIANTS["qt_support_objects"] = _qt_support(GARBAGE_ENTITIES)
-DEEP_STATE = {"normalize_state": True, "state_layers": 2, "state_hidden": 512}
-VARIANTS["bc_success_deep"] = _bc(DEEP_STATE)
-VARIANTS["qt_support_deep"] = _qt_support(DEEP_STATE)
-# GarbageSort's grip velocity [7:10] is the previous action in disguise (ModelConfig.state_ignore).
-NO_VELOCITY = {"normalize_state": True, "state_ignore": (7, 8, 9)}
-VARIANTS["bc_success_novel"] = _bc(NO_VELOCITY)
-VARIANTS["qt_support_novel"] = _qt_support(NO_VELOCITY)
-MINIMAL = {"normalize_state": True, "state_ignore": EXPERT_IGNORES}
-VARIANTS["bc_success_minimal"] = _bc(MINIMAL)
-VARIANTS["bc_success_minimal_bins32"] = _bc({**MINIMAL, "num_bins": 32})
-MINIMAL_LANG = {**MINIMAL, "normalize_instruction": True}
-VARIANTS["bc_success_minimal_lang"] = _bc(MINIMAL_LANG)
-VARIANTS["qt_support_minimal_lang"] = _qt_support(MINIMAL_LANG)
-VARIANTS["bc_success_minimal_lang32"] = _bc({**MINIMAL_LANG, "num_bins": 32})
-VARIANTS["qt_support_minimal_lang32"] = _qt_support({**MINIMAL_LANG, "num_bins": 32})
-VARIANTS["qt_support_minimal_lang_bw100"] = _qt_support(MINIMAL_LANG, weight=100.0)
-VARIANTS["qt_support_minimal_lang_succ"] = _qt_support(MINIMAL_LANG, success_only=True)
-VARIANTS["qt_support_minimal"] = _qt_support(MINIMAL)
-VARIANTS["bc_success_minimal_lang_s3"] = _bc(MINIMAL_LANG, smoothing=3.0)
-VARIANTS["qt_support_minimal_lang_succ_s3"] = _qt_support(MINIMAL_LANG, success_only=True, smoothing=3.0)
-RELATIVE = {**MINIMAL_LANG, "state_relative": RELATIVE_POSITIONS}
-VARIANTS["qt_support_minimal_lang_succ_s3_rel"] = _qt_support(RELATIVE, success_only=True, smoothing=3.0)
-OBJECTS_LANG = {**MINIMAL_LANG, "state_entities": (STATE_HEAD, OBJ_SLOT)}
-VARIANTS["qt_support_objects_lang_succ_s3"] = _qt_support(OBJECTS_LANG, success_only=True, smoothing=3.0)
-VALUE = {**MINIMAL_LANG, "bin_embedding": "value"}
-VARIANTS["bc_success_minimal_lang_val"] = _bc(VALUE)
-VARIANTS["bc_success_minimal_lang_val_s3"] = _bc(VALUE, smoothing=3.0)
-VARIANTS["bc_success_minimal_lang_s8"] = _bc(MINIMAL_LANG, smoothing=8.0)
-DEFAULT_VARIANTS = ["qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc"]
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--env", required=True, choices=["garbage_sort", "navigate"])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--eval-episodes", type=int, default=100, help="per task, final evaluation")
-    ap.add_argument("--curve-points", type=int, default=4)
-    ap.add_argument("--curve-episodes", type=int, default=10)
-    ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    ap.add_argument(
-        "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay, 100 warm-up steps)"
+def _support(a: PretrainArgs) -> PretrainArgs:
+    return dataclasses.replace(
+        a,
+        model=dataclasses.replace(a.model, support_tau=SUPPORT_TAU),
+        loss=dataclasses.replace(a.loss, behavior_weight=SUPPORT_WEIGHT),
     )
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    out = Path(args.out)
+
+
+def _smooth(a: PretrainArgs) -> PretrainArgs:
+    return dataclasses.replace(a, loss=dataclasses.replace(a.loss, bin_smoothing=BIN_SMOOTHING))
+
+
+def qt(a: PretrainArgs) -> PretrainArgs:
+    """The plain Q-Transformer on all episodes (no support head, whatever the base has)."""
+    return dataclasses.replace(a, model=dataclasses.replace(a.model, support_tau=0.0), success_only=False)
+
+
+def bc_all(a: PretrainArgs) -> PretrainArgs:
+    return _bc(qt(a))
+
+
+def bc_success(a: PretrainArgs) -> PretrainArgs:
+    return dataclasses.replace(bc_all(a), success_only=True)
+
+
+def bc_success_smooth(a: PretrainArgs) -> PretrainArgs:
+    return _smooth(bc_success(a))
+
+
+def qt_no_cons(a: PretrainArgs) -> PretrainArgs:
+    q = qt(a)
+    return dataclasses.replace(q, loss=dataclasses.replace(q.loss, alpha=0.0))
+
+
+def qt_no_mc(a: PretrainArgs) -> PretrainArgs:
+    q = qt(a)
+    return dataclasses.replace(q, loss=dataclasses.replace(q.loss, use_mc_bound=False))
+
+
+def qt_n1(a: PretrainArgs) -> PretrainArgs:
+    return _n_step(qt(a), 1)
+
+
+def qt_support(a: PretrainArgs) -> PretrainArgs:
+    return _support(qt(a))
+
+
+def recipe(a: PretrainArgs) -> PretrainArgs:
+    return dataclasses.replace(_smooth(_support(a)), success_only=True)
+
+
+VARIANTS: dict[str, Variant] = {
+    f.__name__: f
+    for f in (qt, bc_all, bc_success, bc_success_smooth, qt_no_cons, qt_no_mc, qt_n1, qt_support, recipe)
+}
+DEFAULT_VARIANTS = ("qt", "bc_all", "bc_success", "qt_no_cons", "qt_no_mc", "qt_n1", "recipe")
+
+
+@dataclass
+class ExpPretrainArgs:
+    """Offline pretraining variants at equal data and compute, each evaluated greedily at the end."""
+
+    base: Annotated[PretrainArgs, tyro.conf.arg(name="")]
+    """The run every variant starts from (``qt pretrain``'s options); ``out`` is the experiment's directory."""
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    """Variants to run, in order (see the module docstring); one already in results.json is not rerun."""
+    final_episodes: int = 100
+    """Greedy episodes per training task in the final evaluation, per phrasing split."""
+    curve_points: int = 4
+    """Evaluations during training (every ``steps // curve_points`` steps), of ``eval_episodes`` each."""
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+        if not self.variants:
+            raise ValueError("variants is empty: name at least one")
+        if self.final_episodes < 1 or self.curve_points < 1:
+            raise ValueError(
+                f"final_episodes and curve_points must be >= 1, got {self.final_episodes}, {self.curve_points}"
+            )
+        if self.base.eval_episodes < 1:
+            raise ValueError(
+                "eval_episodes (episodes per task at each curve point) must be >= 1 for the curve"
+            )
+
+
+def variant_args(exp: ExpPretrainArgs, name: str) -> PretrainArgs:
+    """The pretraining arguments variant ``name`` runs with: the base, changed by the variant, in its own
+    run directory, evaluated ``curve_points`` times."""
+    a = VARIANTS[name](exp.base)
+    return dataclasses.replace(
+        a, out=str(Path(exp.base.out, name)), eval_every=max(1, a.steps // exp.curve_points)
+    )
+
+
+# Fields that change how a run is watched or stored, not what it learns.
+_NOT_RESULTS = ("progress", "resume", "log_every", "save_every", "keep_last")
+
+
+def _recorded(pa: PretrainArgs) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(pa)))  # tuples as JSON lists, as results.json holds them
+
+
+def _recorded_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return any(old.get(k) != v for k, v in new.items() if k not in _NOT_RESULTS)
+
+
+def run_experiment(exp: ExpPretrainArgs) -> dict[str, dict[str, Any]]:
+    out = Path(exp.base.out)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = TextEncoder()
-    tasks = task_ids(args.env, "train")
-    results: dict[str, dict] = {}
-    if (out / "results.json").exists():
-        results = json.loads((out / "results.json").read_text())
-    for name in args.variants:
+    path = out / "results.json"
+    results: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    encoder = TextEncoder(exp.base.encoder)
+    for name in exp.variants:
+        pa = variant_args(exp, name)
+        recorded = _recorded(pa)
         if name in results:
+            if _recorded_differs(results[name]["args"], recorded):
+                raise ValueError(
+                    f"{path} holds {name!r} run with other arguments; use another --out or remove it"
+                )
             continue
-        loss, success_only, model_kw = VARIANTS[name]
-        run = out / name
-        pa = PretrainArgs(
-            dataset=args.dataset,
-            out=str(run),
-            model=ModelConfig(**{**MODEL_PRESETS["small"], **model_kw}),
-            loss=loss,
-            optim=OptimConfig(lr=args.lr, warmup_steps=100),
-            steps=args.steps,
-            batch_size=args.batch_size,
-            success_only=success_only,
-            save_every=args.steps,
-            eval_every=max(1, args.steps // args.curve_points),
-            eval_episodes=args.curve_episodes,
-            seed=args.seed,
-            progress=False,
-        )
         run_pretrain(pa)
-        summary = json.loads((run / "summary_rank0.json").read_text())
-        policy = QTransformerPolicy.from_checkpoint(run / "policy", encoder=encoder)
-        final = evaluate_policy(policy, args.env, tasks, args.eval_episodes, ("train", "heldout"))
+        summary = json.loads(Path(pa.out, "summary_rank0.json").read_text())
+        policy = QTransformerPolicy.from_checkpoint(Path(pa.out, "policy"), encoder=encoder)
+        env = policy.meta.get("env")
+        if env is None:
+            raise ValueError(f"{pa.dataset} holds episodes of several envs; the evaluation needs one")
+        final = evaluate_policy(policy, env, task_ids(env, "train"), exp.final_episodes, ("train", "heldout"))
         results[name] = {
+            "env": env,
             "success_train_phrasings": final["train"]["success_rate"],
             "success_heldout_phrasings": final["heldout"]["success_rate"],
             "per_task": final["train"]["per_task"],
             "curve": [{"step": e["step"], "success_rate": e["success_rate"]} for e in summary["evals"]],
-            "loss": dataclasses.asdict(loss),
-            "success_only": success_only,
+            "args": recorded,
         }
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        path.write_text(json.dumps(results, indent=2))
         print(name, results[name]["success_train_phrasings"], flush=True)
-    plot(results, out / "curves.png", args.env)
+    plot(results, out / "curves.png")
+    return results
+
+
+def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
+    series = {k: [(p["step"], p["success_rate"]) for p in r["curve"]] for k, r in results.items()}
+    env = next(iter(results.values()))["env"] if results else ""
+    plot_success_curves(
+        series, path, "offline gradient steps", f"{env}: offline pretraining on mixed-quality data"
+    )
+
+
+def main() -> None:
+    exp = tyro.cli(ExpPretrainArgs, description=__doc__)
+    results = run_experiment(exp)
     print(
         json.dumps(
             {
@@ -203,13 +219,6 @@ def main() -> None:
                 for k, v in results.items()
             }
         )
-    )
-
-
-def plot(results: dict[str, dict], path: Path, env: str) -> None:
-    series = {k: [(p["step"], p["success_rate"]) for p in r["curve"]] for k, r in results.items()}
-    plot_success_curves(
-        series, path, "offline gradient steps", f"{env}: offline pretraining on mixed-quality data"
     )
 
 

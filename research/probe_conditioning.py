@@ -6,8 +6,8 @@ Teacher-forced on the successful episodes' states, each dimension's argmax is co
 bin, first with the earlier dimensions given the data's bins, then with those bins moved by a uniform
 random offset in ``[-j, j]`` (``--jitters``). Greedy decoding conditions on the network's own choices,
 which are often a few bins off the data's; a network whose later dimensions change when an earlier bin
-moves by one has learnt to read the exact bin, not the action (``ModelConfig.bin_embedding``). Dimension
-0 has nothing before it and stays put. Prints one JSON object last.
+moves by one has learnt to read the exact bin, not the action (what ``LossConfig.bin_smoothing``'s
+jitter removes). Dimension 0 has nothing before it and stays put. Prints one JSON object last.
 """
 
 from __future__ import annotations
