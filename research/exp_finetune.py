@@ -14,6 +14,7 @@ Variants:
   pretrained_only  pretrained, no prior data
   scratch_prior    from scratch, with prior data
   scratch          from scratch, no prior data
+
 From scratch means the pretrained network's architecture (support head included) with new weights.
 Every variant practises at the pretrained policy's control rate, those without it included. The
 zero-shot success is the first point of every pretrained curve. Writes results.json (per variant: the

@@ -20,6 +20,7 @@ Variants:
   qt_n1              qt with one-step returns
   qt_support         qt with the support head (discrete BCQ: every max over the bins the head finds likely)
   recipe             qt_support on the successful episodes, with the bins smoothed over their neighbours
+
 The environment is the dataset's. The final evaluation plays ``--final-episodes`` greedy episodes per
 training task, with the training and the held-out phrasings. Writes results.json (per variant: the
 rates, the curve and the arguments it ran with) and curves.png; prints one JSON object last.
