@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 import envs
-from envs.garbage_sort import RELATIVE_POSITIONS, STATE_DIM
-from scripts.garbage_outcomes import classify
-from scripts.probe_garbage import relative_features
+from envs.garbage_sort import STATE_DIM
+from research.garbage_outcomes import classify
+from research.probe_garbage import relative_features
 
 
 def test_relative_features_are_positions_from_the_grip_point() -> None:
@@ -26,18 +26,6 @@ def test_relative_features_are_positions_from_the_grip_point() -> None:
     assert relative_features(obs["state"], ("colour", "orientation", "proprio")).shape == (1, STATE_DIM)
 
 
-def test_relative_positions_name_each_object_and_bin_from_the_grip_point() -> None:
-    env = envs.make_env("garbage_sort", max_distractors=0)
-    obs, _ = env.reset(seed=2, options={"task": "sort:bottle"})
-    u, s = env.unwrapped, obs["state"]
-    diffs = [s[i : i + n] - s[a : a + n] for i, a, n in RELATIVE_POSITIONS]
-    kinds = envs.tasks.OBJECT_KINDS
-    assert len(diffs) == len(kinds) + 3
-    np.testing.assert_allclose(diffs[kinds.index("bottle")], u.object_pos("bottle") - u.grip_pos(), atol=1e-5)
-    for b, name in enumerate(("recycling", "compost", "trash")):
-        np.testing.assert_allclose(diffs[len(kinds) + b], u.bin_pos[name] - u.grip_pos()[:2], atol=1e-5)
-
-
 def test_outcomes_tell_a_missed_grasp_from_a_drop_and_a_wrong_bin() -> None:
     assert classify(True, "can", True, "recycling", "can") == "success"
     assert classify(False, "cup", False, "table", "can") == "wrong_object"
@@ -53,7 +41,7 @@ def test_grasp_choice_reads_the_z_command_of_both_heads() -> None:
     from qtransformer.bins import ActionBins
     from qtransformer.model import QTransformer
     from qtransformer.policy import QTransformerPolicy
-    from scripts.garbage_outcomes import grasp_choice
+    from research.garbage_outcomes import grasp_choice
     from tests.finetune.test_finetune import _RecordingEncoder
     from tests.qtransformer.helpers import tiny_config
 
@@ -77,7 +65,7 @@ def test_range_limits_bound_the_motion_and_leave_the_gripper_unless_asked() -> N
     from qtransformer.bins import ActionBins
     from qtransformer.model import QTransformer
     from qtransformer.policy import QTransformerPolicy
-    from scripts.garbage_outcomes import range_limits
+    from research.garbage_outcomes import range_limits
     from tests.finetune.test_finetune import _RecordingEncoder
     from tests.qtransformer.helpers import tiny_config
 

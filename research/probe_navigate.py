@@ -1,9 +1,9 @@
 """Probes behind the Navigate findings in docs/results.md (sections 2 and 3).
 
-    python scripts/probe_navigate.py oracle-bc --dataset runs/data/navigate_1500 [--success-only]
-    python scripts/probe_navigate.py q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
-    python scripts/probe_navigate.py practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
-    python scripts/probe_navigate.py failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
+    python -m research.probe_navigate oracle-bc --dataset runs/data/navigate_1500 [--success-only]
+    python -m research.probe_navigate q-profile --policy runs/exp_pretrain/navigate_v2/qt/policy
+    python -m research.probe_navigate practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
+    python -m research.probe_navigate failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
         --dataset runs/data/navigate_1500_4hz
 
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
@@ -29,9 +29,6 @@ run on that run's stored practice episodes (optionally none: ``--online-fraction
 data, with fine-tuning's own ``Learner``, and evaluates the greedy policy on the run's evaluation starts
 every ``--eval-every`` updates: whether the practice data holds a better Q-function than practice found,
 and how the learning settings move the held-out task.
-``smoothing``: greedy decoding over Q-values averaged across neighbouring bins
-(``qtransformer.exploration.SmoothedGreedy``), for each ``--sigmas`` value, on the held-out task's
-evaluation starts and on the training tasks: whether the greedy choice is led by single overrated bins.
 ``support``: greedy decoding restricted to the bins a behaviour-cloning network of the same data finds
 likely (probability at least ``--taus`` times that of its most likely bin; discrete BCQ, Fujimoto et
 al. 2019), on the held-out task's evaluation starts and on the training tasks: whether the Q-function
@@ -333,31 +330,6 @@ def _heldout_and_training(
     }
 
 
-def smoothing(
-    policy_dir: str, task: str, sigmas: list[float], episodes: int, train_episodes: int
-) -> dict[str, object]:
-    from qtransformer.exploration import SmoothedGreedy
-    from qtransformer.policy import QTransformerPolicy
-
-    policy = QTransformerPolicy.from_checkpoint(policy_dir)
-    out: dict[str, object] = {"task": task, "episodes": episodes, "train_episodes": train_episodes}
-
-    def act(obs: dict, sel: SmoothedGreedy) -> np.ndarray:
-        return policy.act({"state": obs["state"][None]}, [str(obs["instruction"])], select=sel).actions[0]
-
-    for s in sigmas:
-        sel = SmoothedGreedy(s)
-        out[f"sigma_{s:g}"] = r = _heldout_and_training(
-            policy.meta.get("env_kwargs", {}),
-            lambda o, sel=sel: act(o, sel),
-            task,
-            episodes,
-            train_episodes,
-        )
-        print(s, r, flush=True)
-    return out
-
-
 def support(
     policy_dir: str, bc_dir: str | None, task: str, taus: list[float], episodes: int, train_episodes: int
 ) -> dict[str, object]:
@@ -508,8 +480,6 @@ def main() -> None:
     f.add_argument("--episodes", type=int, default=40)
     f.add_argument("--tries", type=int, default=20, help="other instructions tried from each failing start")
     f.add_argument("--seed", type=int, default=0)
-    sm = sub.add_parser("smoothing")
-    sm.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
     su = sub.add_parser("support")
     su.add_argument(
         "--bc",
@@ -518,11 +488,10 @@ def main() -> None:
         "without it, the policy's own support head (ModelConfig.support_tau) at each tau",
     )
     su.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0])
-    for x in (sm, su):
-        x.add_argument("--policy", required=True, help="the Q-Transformer policy")
-        x.add_argument("--task", default="go_to:red_sphere")
-        x.add_argument("--episodes", type=int, default=40, help="evaluation starts of the held-out task")
-        x.add_argument("--train-episodes", type=int, default=60, help="episodes on the training tasks")
+    su.add_argument("--policy", required=True, help="the Q-Transformer policy")
+    su.add_argument("--task", default="go_to:red_sphere")
+    su.add_argument("--episodes", type=int, default=40, help="evaluation starts of the held-out task")
+    su.add_argument("--train-episodes", type=int, default=60, help="episodes on the training tasks")
     r = sub.add_parser("relearn")
     r.add_argument("--run", required=True, help="a finished fine-tuning run directory (its episodes/)")
     r.add_argument("--pretrained", required=True, help="the policy that run started from")
@@ -556,8 +525,6 @@ def main() -> None:
             args.save,
             args.online_alpha,
         )
-    elif args.cmd == "smoothing":
-        res = smoothing(args.policy, args.task, args.sigmas, args.episodes, args.train_episodes)
     elif args.cmd == "support":
         res = support(args.policy, args.bc, args.task, args.taus, args.episodes, args.train_episodes)
     elif args.cmd == "failures":

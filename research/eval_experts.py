@@ -1,7 +1,7 @@
 """Success rate of the scripted experts, per env and per task family.
 
-    python scripts/eval_experts.py [--episodes 200] [--env garbage_sort navigate] [--tasks all]
-    python scripts/eval_experts.py --fail-prob 1.0      # deliberate failures must all fail
+    python -m research.eval_experts [--episodes 200] [--env garbage_sort navigate] [--tasks all]
+    python -m research.eval_experts --fail-prob 1.0      # deliberate failures must all fail
 
 Episode ``i`` uses seed ``i``; the task is drawn by the env from ``--tasks``. Prints one JSON object on
 its last line: {"<env>": {"success_rate", "episodes", "mean_steps", "safety_violation_rate",

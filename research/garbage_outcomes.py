@@ -1,6 +1,6 @@
 """Where GarbageSort episodes fail: each greedy episode of a policy is sorted into one outcome.
 
-    python scripts/garbage_outcomes.py --checkpoint runs/exp_pretrain/.../policy \
+    python -m research.garbage_outcomes --checkpoint runs/exp_pretrain/.../policy \
         --task place:apple_core:recycling --episodes 40
 
 Outcomes, for the task's object (single-object tasks only):

@@ -1,8 +1,8 @@
 """Probe behind the GarbageSort findings in docs/results.md (section 3): how learnable is the task from
 a dataset when language is taken out of the question?
 
-    python scripts/probe_garbage.py --dataset runs/data/garbage_5000 --features full
-    python scripts/probe_garbage.py --dataset runs/data/garbage_5000 --features relative
+    python -m research.probe_garbage --dataset runs/data/garbage_5000 --features full
+    python -m research.probe_garbage --dataset runs/data/garbage_5000 --features relative
 
 An MLP gets a one-hot of the task id (``--language``: the instruction's sentence embedding) and the
 state (standardised by the data's statistics), regresses the continuous actions of the successful
@@ -32,7 +32,7 @@ from envs import tasks as T
 from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_DIM, STATE_HEAD
 from pretrain.evaluate import task_ids
 from pretrain.loader import EpisodeFilter, load_episodes
-from scripts.probe_navigate import _embedding_goal, _fit_mlp, _success_rate
+from research.probe_navigate import _embedding_goal, _fit_mlp, _success_rate
 
 GRIP, PROPRIO = slice(0, 3), 16  # state layout of envs/garbage_sort.py: [0:16] the robot
 BINS = slice(16, 22)

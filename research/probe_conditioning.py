@@ -1,13 +1,13 @@
 """How much does a trained network key later action dimensions on the exact bins of earlier ones?
 
-    python scripts/probe_conditioning.py --checkpoint runs/exp_pretrain/.../policy --dataset runs/data/garbage_5000
+    python -m research.probe_conditioning --checkpoint runs/exp_pretrain/.../policy --dataset runs/data/garbage_5000
 
 Teacher-forced on the successful episodes' states, each dimension's argmax is compared with the data's
 bin, first with the earlier dimensions given the data's bins, then with those bins moved by a uniform
 random offset in ``[-j, j]`` (``--jitters``). Greedy decoding conditions on the network's own choices,
 which are often a few bins off the data's; a network whose later dimensions change when an earlier bin
-moves by one has learnt to read the exact bin, not the action (``ModelConfig.bin_embedding``). Dimension
-0 has nothing before it and stays put. Prints one JSON object last.
+moves by one has learnt to read the exact bin, not the action (what ``LossConfig.bin_smoothing``'s
+jitter removes). Dimension 0 has nothing before it and stays put. Prints one JSON object last.
 """
 
 from __future__ import annotations
