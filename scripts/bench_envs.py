@@ -27,8 +27,10 @@ from scripts.bench_common import report  # noqa: E402
 
 def steps_per_s(name: str, image_size: int, steps: int, seed: int) -> float:
     env = envs.make_env(name, image_size=image_size)
+    shape = env.action_space.shape
+    assert shape is not None, f"{name}'s action space has no shape"  # gymnasium types it Optional
     rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, (steps, *env.action_space.shape)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (steps, *shape)).astype(np.float32)
     env.reset(seed=seed)
     t0 = time.perf_counter()
     for a in actions:
