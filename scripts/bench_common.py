@@ -8,7 +8,32 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qtransformer.config import ModelConfig
+
+# The reference config shrunk to the smallest network that still runs every code path the reference one
+# does (two camera frames through the FiLM conv tower, state, several action dimensions). The test suite
+# runs the model benchmarks at this size so that they keep working; its figures mean nothing.
+TINY_MODEL: dict[str, Any] = dict(
+    d_model=32,
+    n_layers=1,
+    n_heads=2,
+    state_dim=8,
+    action_dim=3,
+    num_bins=16,
+    image_size=16,
+    conv_channels=(8, 16),
+    conv_blocks=1,
+)
+
+
+def bench_model(tiny: bool, **overrides: Any) -> ModelConfig:
+    """The reference model config the benchmarks measure, or with ``tiny`` its smoke-test size."""
+    from qtransformer.config import model_preset
+
+    return model_preset("reference", **{**(TINY_MODEL if tiny else {}), **overrides})
 
 
 def pin_threads(n: int) -> None:

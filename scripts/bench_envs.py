@@ -10,7 +10,6 @@ Prints {"garbage_sort_steps_per_s", "garbage_sort_camera_steps_per_s", "navigate
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,12 +22,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
+from scripts.bench_common import report  # noqa: E402
 
 
 def steps_per_s(name: str, image_size: int, steps: int, seed: int) -> float:
     env = envs.make_env(name, image_size=image_size)
+    shape = env.action_space.shape
+    assert shape is not None, f"{name}'s action space has no shape"  # gymnasium types it Optional
     rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, (steps, *env.action_space.shape)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (steps, *shape)).astype(np.float32)
     env.reset(seed=seed)
     t0 = time.perf_counter()
     for a in actions:
@@ -58,7 +60,7 @@ def main() -> None:
             out[key] = round(statistics.median(rates), 1)
             print(f"{key}: {out[key]} (runs: {[round(r) for r in rates]})", flush=True)
     out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "threads": 1}
-    print(json.dumps(out))
+    report(out)
 
 
 if __name__ == "__main__":

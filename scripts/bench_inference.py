@@ -1,6 +1,8 @@
 """Acting latency of the reference Q-Transformer: KV-cached decode vs naive re-running per dimension.
 
-    python scripts/bench_inference.py [--calls 30] [--threads 2]
+    python scripts/bench_inference.py [--calls 30] [--threads 2] [--tiny]
+
+``--tiny`` runs a smoke-test size model (the figures mean nothing).
 
 Prints {"params", "naive_ms", "cached_ms", "speedup", "actions_equal", "batch32_actions_per_s"} last.
 """
@@ -11,23 +13,25 @@ import argparse
 
 import torch
 
-from qtransformer.config import model_preset
 from qtransformer.model import QTransformer
-from scripts.bench_common import machine, median_ms, pin_threads, report
+from scripts.bench_common import bench_model, machine, median_ms, pin_threads, report
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tiny", action="store_true", help="smoke-test size model (for the test suite)")
     args = ap.parse_args()
+    if min(args.calls, args.threads) < 1:
+        raise ValueError("--calls and --threads must be positive")
     pin_threads(args.threads)
     torch.manual_seed(0)
-    cfg = model_preset("reference")
+    cfg = bench_model(args.tiny)
     model = QTransformer(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
 
-    def inputs(B: int, seed: int):
+    def inputs(B: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
         return (
             torch.randn(B, cfg.state_dim, generator=g),
@@ -55,6 +59,7 @@ def main() -> None:
             "speedup": round(naive / cached, 2),
             "actions_equal": equal,
             "batch32_actions_per_s": round(32 / (b32_ms / 1e3), 1),
+            "tiny": args.tiny,
             "machine": machine(),
         }
     )

@@ -39,7 +39,7 @@ def write_synthetic(root: Path, transitions: int, episodes_per_file: int, seed: 
     total = 0
     with DatasetWriter(root, fps=10, episodes_per_file=episodes_per_file) as w:
         while total < transitions:
-            T = int(min(rng.integers(20, 101), max(transitions - total, 1)))
+            T = min(int(rng.integers(20, 101)), max(transitions - total, 1))
             term = bool(rng.random() < 0.6)
             reward = np.zeros(T, np.float32)
             reward[-1] = float(term)

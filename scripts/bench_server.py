@@ -29,6 +29,7 @@ import tyro
 from websockets.asyncio.client import connect
 
 from qtransformer.serving.protocol import packb, unpackb
+from scripts.bench_common import report
 
 INSTRUCTIONS = ["pick up the red block", "open the drawer", "put the can in the bin", "push the cube left"]
 
@@ -244,7 +245,7 @@ def main(args: BenchArgs) -> dict[str, Any]:
         result = soak(args, checkpoint, tmp) if args.soak > 0 else compare(args, checkpoint, tmp)
     result["cpu_cores"] = len(os.sched_getaffinity(0))
     result = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
-    print(json.dumps(result))
+    report(result)
     return result
 
 

@@ -1,28 +1,32 @@
 """Throughput of one full learner step on the reference config (forward, loss with target network,
 backward, AdamW, target update), batch 32, through the same ``train_step`` that pretraining uses.
 
-    python scripts/bench_train.py [--steps 10] [--threads 2] [--batch 32]
+    python scripts/bench_train.py [--steps 10] [--threads 2] [--batch 32] [--tiny]
 
-Prints {"params", "samples_per_s", "step_ms"} last.
+The baseline is a behaviour-cloning step of the same network (cross-entropy over its logits, no target
+network), measured in the same run. ``--tiny`` runs a smoke-test size model (the figures mean nothing).
+Prints {"params", "samples_per_s", "step_ms", "bc_baseline_samples_per_s", "q_step_over_bc_step", ...}
+last.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 from accelerate import Accelerator
 
 from qtransformer.batch import Batch
-from qtransformer.config import LossConfig, OptimConfig, TrainConfig, model_preset
+from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfig
 from qtransformer.learning import build_optimizer, build_scheduler, make_target, train_step
 from qtransformer.loss import LossMethod
 from qtransformer.model import QTransformer
-from scripts.bench_common import machine, pin_threads, report
+from scripts.bench_common import bench_model, machine, pin_threads, report
 
 
-def synthetic_batch(cfg, B: int, seed: int = 0) -> Batch:
+def synthetic_batch(cfg: ModelConfig, B: int, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     img = lambda: torch.randint(  # noqa: E731
         0, 256, (B, cfg.num_images, cfg.image_size, cfg.image_size, 3), generator=g, dtype=torch.uint8
@@ -46,14 +50,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--tiny", action="store_true", help="smoke-test size model (for the test suite)")
     args = ap.parse_args()
+    if min(args.steps, args.threads, args.batch) < 1:
+        raise ValueError("--steps, --threads and --batch must be positive")
     pin_threads(args.threads)
+    model_cfg = bench_model(args.tiny)
 
     def measure(method: LossMethod) -> tuple[float, int]:
         torch.manual_seed(0)
         cfg = TrainConfig(
-            # cloning reads the head's outputs as logits (bc_loss refuses a sigmoid head)
-            model=model_preset("reference", q_activation="none" if method == "bc" else "sigmoid"),
+            # Behaviour cloning reads the head's outputs as logits of a softmax over bins, so its network
+            # has no sigmoid (the loss refuses one), as pretraining builds it.
+            model=dataclasses.replace(model_cfg, q_activation="none") if method == "bc" else model_cfg,
             loss=LossConfig(),
             optim=OptimConfig(warmup_steps=0, lr_schedule="constant"),
         )
@@ -85,6 +94,7 @@ def main() -> None:
             "bc_baseline_samples_per_s": round(args.batch / bc_step, 1),
             "q_step_over_bc_step": round(step / bc_step, 2),
             "batch": args.batch,
+            "tiny": args.tiny,
             "machine": machine(),
         }
     )
