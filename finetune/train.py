@@ -32,10 +32,10 @@ from finetune.episode import Episode
 from finetune.learner import Learner
 from finetune.replay import EpisodeReplay
 from finetune.store import EpisodeStore, load_snapshot, save_snapshot
-from pretrain.dataset import write_json
 from qtransformer.bins import ActionBins
 from qtransformer.checkpoint import build_model, load_policy_checkpoint, save_policy_checkpoint
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig, TrainConfig
+from qtransformer.dataset import write_json
 from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.rollout import evaluate
@@ -130,7 +130,7 @@ class FinetuneArgs:
 
 def _to_online_episode(ep: Any) -> Episode:
     """A dataset episode (T frames) as a replay episode (T'+1 observations)."""
-    from pretrain.loader import with_final_observation
+    from qtransformer.dataset import with_final_observation
 
     d = with_final_observation(ep)
     image = next(iter(d["images"].values())) if d["images"] else None
@@ -148,7 +148,7 @@ def _to_online_episode(ep: Any) -> Episode:
 
 def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
     """The prior data's episodes (filtered as ``args`` asks), as replay episodes, one at a time."""
-    from pretrain.loader import EpisodeFilter, load_episodes
+    from qtransformer.dataset import EpisodeFilter, load_episodes
 
     filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
     episodes = load_episodes(
@@ -165,7 +165,7 @@ def known_instructions(args: FinetuneArgs) -> list[str]:
     with ``ExplorationConfig.instruction_prob``; empty without prior data on this machine."""
     if not args.prior_data or not Path(args.prior_data, "meta", "info.json").exists():
         return []
-    from pretrain.dataset import DatasetMeta
+    from qtransformer.dataset import DatasetMeta
 
     return sorted(set(DatasetMeta.load(args.prior_data).tasks))
 
@@ -176,7 +176,7 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     Practising at a different control rate than the one the policy and the prior data were recorded at
     would silently mix two dynamics in one replay buffer, so a disagreement is an error.
     """
-    from pretrain.train import dataset_env_kwargs
+    from qtransformer.dataset import dataset_env_kwargs
 
     found: dict[str, dict[str, Any]] = {}
     if args.control_hz is not None:
@@ -186,7 +186,7 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     if pretrained_meta is not None and pretrained_meta.get("env") == args.env:
         found["the pretrained policy"] = dict(pretrained_meta.get("env_kwargs") or {})
     if args.prior_data and Path(args.prior_data, "meta", "info.json").exists():
-        from pretrain.dataset import DatasetMeta
+        from qtransformer.dataset import DatasetMeta
 
         found["the prior data"] = dataset_env_kwargs(
             args.env, DatasetMeta.load(args.prior_data).fps, args.prior_data
@@ -273,7 +273,7 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
                     "model.normalize_state from scratch takes the state statistics from the prior data: "
                     "give --prior-data, or set normalize_state to False"
                 )
-            from pretrain.train import apply_state_stats, dataset_meta
+            from qtransformer.dataset import apply_state_stats, dataset_meta
 
             apply_state_stats(model, dataset_meta(args.prior_data), args.prior_data)
         if cfg.normalize_instruction:
@@ -282,7 +282,7 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
                     "model.normalize_instruction from scratch takes the instructions' statistics from the "
                     "prior data: give --prior-data, or set normalize_instruction to False"
                 )
-            from pretrain.train import apply_instruction_stats, dataset_meta
+            from qtransformer.dataset import apply_instruction_stats, dataset_meta
 
             apply_instruction_stats(model, dataset_meta(args.prior_data)["instructions"], text)
     model.set_head_dropout(args.head_dropout)

@@ -32,7 +32,7 @@ STATE_DIM, ACTION_DIM = 32, 4
 
 def write_synthetic(root: Path, transitions: int, episodes_per_file: int, seed: int = 0) -> None:
     """Random episodes of 20-100 frames; 60% terminate (reward 1 on the last frame), the rest truncate."""
-    from pretrain.dataset import DatasetWriter, Episode
+    from qtransformer.dataset import DatasetWriter, Episode
 
     rng = np.random.default_rng(seed)
     instructions = [f"put the object in bin {i}" for i in range(16)]

@@ -24,8 +24,8 @@ from pathlib import Path
 from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.train import FinetuneArgs, run_finetune
-from pretrain.train import dataset_meta
 from qtransformer.checkpoint import load_policy_checkpoint
+from qtransformer.dataset import dataset_meta
 from scripts.plots import plot_success_curves
 
 VARIANTS = ("full", "full_no_aprl", "pretrained_only", "scratch_prior", "scratch", "full_unprimed")

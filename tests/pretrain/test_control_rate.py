@@ -10,8 +10,7 @@ import pytest
 
 from finetune.train import FinetuneArgs, env_settings
 from pretrain.datagen import DatagenArgs, run_datagen
-from pretrain.dataset import DatasetMeta
-from pretrain.train import dataset_meta
+from qtransformer.dataset import DatasetMeta, dataset_meta
 
 
 def test_datagen_records_the_rate_and_consumers_reuse_it(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.dataset import DatasetWriter
-from pretrain.loader import EpisodeFilter, OfflineLoader, load_episodes
+from pretrain.loader import OfflineLoader
 from qtransformer.batch import REQUIRED_KEYS
+from qtransformer.dataset import DatasetWriter, EpisodeFilter, load_episodes
 from qtransformer.returns import episode_targets
 from tests.pretrain.synthetic import coded_episode, collect, ids, write_coded
 
@@ -196,7 +196,7 @@ def test_infinite_stream_crosses_epochs_with_bounded_buffer(tmp_path: Path) -> N
 
 
 def test_with_final_observation_follows_the_last_frame_rule() -> None:
-    from pretrain.loader import with_final_observation
+    from qtransformer.dataset import with_final_observation
 
     term = with_final_observation(coded_episode(0, 4, terminated=True, image_size=16))
     assert term["state"][:, 1].tolist() == [0, 1, 2, 3, 3] and len(term["action"]) == 4
