@@ -100,7 +100,7 @@ def file_transitions(
     return out
 
 
-class _ShuffleBuffer:
+class ShuffleBuffer:
     """A fixed-capacity pool of transitions: each emitted batch takes random slots, new data refills them."""
 
     def __init__(self, capacity: int, batch_size: int, rng: np.random.Generator) -> None:
@@ -247,7 +247,7 @@ class OfflineLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rng = np.random.default_rng([self.seed, self.rank, self.epoch, self.cursor, 1])
-        buf = _ShuffleBuffer(self.shuffle_buffer, self.batch_size, rng)
+        buf = ShuffleBuffer(self.shuffle_buffer, self.batch_size, rng)
         while self.num_epochs is None or self.epoch < self.num_epochs:
             files = self.epoch_files(self.epoch)
             while self.cursor < len(files):

@@ -31,8 +31,10 @@ from qtransformer.dataset.reader import (
     FileColumns,
     check_cameras,
     load_episodes,
+    needed_columns,
     read_file,
     select_episodes,
+    table_columns,
     with_final_observation,
 )
 from qtransformer.dataset.schema import (
@@ -116,8 +118,10 @@ __all__ = [
     "encode_png",
     "episodes_table",
     "load_episodes",
+    "needed_columns",
     "read_file",
     "select_episodes",
+    "table_columns",
     "tasks_table",
     "vector_to_numpy",
     "with_final_observation",

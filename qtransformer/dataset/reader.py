@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qtransformer.dataset.meta import DataFile, DatasetMeta
@@ -89,16 +90,31 @@ class FileColumns:
     spans: list[tuple[EpisodeInfo, int, int, bool]]  # (episode, first row, T, terminated)
 
 
-def read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> FileColumns:
-    """The columns of ``f`` the loader needs (only those, for speed), with the foreign-data defaults applied."""
+def needed_columns(meta: DatasetMeta, cameras: Sequence[str]) -> list[str]:
+    """The frame columns the loader reads (only those, for speed)."""
     cols = [STATE, ACTION, EPISODE_INDEX, TASK_INDEX]
-    has_done = DONE in meta.features
     if meta.has_reward:
         cols.append(REWARD)
-    if has_done:
+    if DONE in meta.features:
         cols.append(DONE)
-    cols += [camera_key(c) for c in cameras]
-    table = pq.read_table(f.path, columns=cols)
+    return cols + [camera_key(c) for c in cameras]
+
+
+def read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> FileColumns:
+    """The columns of ``f`` the loader needs, with the foreign-data defaults applied."""
+    table = pq.read_table(f.path, columns=needed_columns(meta, cameras))
+    return table_columns(meta, table, f.episodes, cameras, source=str(f.path))
+
+
+def table_columns(
+    meta: DatasetMeta,
+    table: pa.Table,
+    episodes: Sequence[EpisodeInfo],
+    cameras: Sequence[str],
+    source: str = "the table",
+) -> FileColumns:
+    """``episodes`` (each whole, in ``table``'s rows) of a frames table with ``needed_columns``."""
+    has_done = DONE in meta.features
     ep_idx = table.column(EPISODE_INDEX).to_numpy()
     starts = np.flatnonzero(np.r_[True, ep_idx[1:] != ep_idx[:-1]])
     where = {int(ep_idx[s]): int(s) for s in starts}
@@ -110,9 +126,9 @@ def read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> FileCol
         reward = np.zeros(F, np.float32)
         reward[np.r_[starts[1:], F] - 1] = 1.0
     spans = []
-    for ep in f.episodes:
+    for ep in episodes:
         if ep.episode_index not in where:
-            raise ValueError(f"{f.path}: episode {ep.episode_index} from meta/episodes is not in the file")
+            raise ValueError(f"{source}: episode {ep.episode_index} from meta/episodes is not in it")
         s = where[ep.episode_index]
         if ep.terminated is not None:
             term = bool(ep.terminated)
