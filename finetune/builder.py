@@ -84,7 +84,7 @@ class FinetuneRun:
 
 def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
     """The prior data's episodes (filtered as ``args`` asks), as replay episodes, one at a time."""
-    from pretrain.loader import EpisodeFilter, load_episodes, with_final_observation
+    from qtransformer.dataset import EpisodeFilter, load_episodes, with_final_observation
 
     filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
     episodes = load_episodes(
@@ -117,14 +117,12 @@ def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) 
     Practising at other settings than those the policy and the prior data were recorded at would
     silently mix two dynamics in one replay buffer, so a disagreement is an error.
     """
-    from pretrain.train import dataset_env_kwargs
+    from qtransformer.dataset import DatasetMeta, dataset_env_kwargs
 
     found: dict[str, dict[str, Any]] = {}
     if pretrained_meta is not None and pretrained_meta.get("env") == args.env:
         found["the pretrained policy"] = dict(pretrained_meta.get("env_kwargs") or {})
     if args.prior_data and Path(args.prior_data, "meta", "info.json").exists():
-        from pretrain.dataset import DatasetMeta
-
         found["the prior data"] = dataset_env_kwargs(
             args.env, DatasetMeta.load(args.prior_data).fps, args.prior_data
         )
@@ -155,7 +153,7 @@ INPUT_STATS = ("state_mean", "state_std", "instruction_mean", "instruction_std")
 
 def standardise_from_prior(model: QTransformer, args: FinetuneArgs, text: TextEncoder) -> None:
     """A new network's input statistics from the prior data (``ModelConfig.normalize_*``)."""
-    from pretrain.train import apply_instruction_stats, apply_state_stats, dataset_meta
+    from qtransformer.dataset import apply_instruction_stats, apply_state_stats, dataset_meta
 
     cfg = model.cfg
     for name, on in (

@@ -32,9 +32,9 @@ from finetune.aprl import AprlConfig
 from finetune.builder import FinetuneRun, build_finetune, load_prior, make_actor, make_policy
 from finetune.episode import Episode
 from finetune.store import save_snapshot
-from pretrain.dataset import write_json
 from qtransformer.checkpoint import save_policy_checkpoint
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from qtransformer.dataset import write_json
 from qtransformer.returns import ReturnOverrides
 from qtransformer.rollout import evaluate
 

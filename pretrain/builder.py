@@ -115,8 +115,8 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
-    from pretrain.loader import EpisodeFilter, OfflineLoader
-    from pretrain.train import apply_instruction_stats, apply_state_stats, dataset_meta
+    from pretrain.loader import OfflineLoader
+    from qtransformer.dataset import EpisodeFilter, apply_instruction_stats, apply_state_stats, dataset_meta
 
     out = Path(args.out)
     meta = dataset_meta(args.dataset)

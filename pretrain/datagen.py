@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pretrain.dataset import (
+from qtransformer.dataset import (
     EPISODE_INDEX,
     INDEX,
     INFO_PATH,

@@ -19,143 +19,28 @@ D (action), N (n-step window).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from pretrain.dataset import (
-    ACTION,
-    DONE,
-    EPISODE_INDEX,
-    REWARD,
-    STATE,
+from qtransformer import batch as keys
+from qtransformer.dataset import (
     TASK_INDEX,
     DataFile,
     DatasetMeta,
-    Episode,
-    EpisodeInfo,
-    camera_key,
+    EpisodeFilter,
+    FileColumns,
+    check_cameras,
     decode_png,
-    vector_to_numpy,
+    read_file,
+    select_episodes,
 )
-from qtransformer import batch as keys
 from qtransformer.returns import ReturnConfig, episode_targets
 
 
-@dataclass
-class EpisodeFilter:
-    """Which episodes to use. Every given criterion must hold; None means no constraint."""
-
-    task_ids: Sequence[str] | None = None
-    """Keep episodes whose ``task_id`` is listed (e.g. the training tasks of one environment)."""
-    instructions: Sequence[str] | None = None
-    """Keep episodes whose instruction string is listed."""
-    qualities: Sequence[str] | None = None
-    """Keep episodes collected by these policies (``expert``, ``noisy``, ``failed``, ``unknown``)."""
-    success_only: bool = False
-    """Keep successful episodes only (the BC baseline and fine-tuning's prior-data filter)."""
-
-    def keep(self, ep: EpisodeInfo) -> bool:
-        if self.task_ids is not None and ep.task_id not in self.task_ids:
-            return False
-        if self.instructions is not None and ep.instruction not in self.instructions:
-            return False
-        if self.qualities is not None and ep.quality not in self.qualities:
-            return False
-        return not (self.success_only and not ep.success)
-
-
-def select_episodes(meta: DatasetMeta, episode_filter: EpisodeFilter | None) -> list[EpisodeInfo]:
-    eps = meta.episodes if episode_filter is None else [e for e in meta.episodes if episode_filter.keep(e)]
-    if not eps:
-        raise ValueError(f"no episode of {meta.root} passes the filter {episode_filter}")
-    return eps
-
-
-def _check_cameras(meta: DatasetMeta, cameras: Sequence[str] | None) -> list[str]:
-    """Default: every image camera. Videos are named in the error because they cannot be decoded here."""
-    if cameras is None:
-        return meta.cameras
-    bad = [c for c in cameras if c not in meta.cameras]
-    if bad:
-        raise ValueError(
-            f"cameras {bad} are not image features of {meta.root}; images: {meta.cameras}, "
-            f"videos (not supported): {meta.video_cameras}"
-        )
-    return list(cameras)
-
-
-@dataclass
-class _FileColumns:
-    """The columns of one data file the loader needs, as numpy, plus each kept episode's row span."""
-
-    state: np.ndarray  # (F, S)
-    action: np.ndarray  # (F, D)
-    reward: np.ndarray  # (F,)
-    task_index: np.ndarray  # (F,)
-    images: dict[str, np.ndarray]  # camera -> (F,) object array of encoded frames
-    spans: list[tuple[EpisodeInfo, int, int, bool]]  # (episode, first row, T, terminated)
-
-
-def _read_file(meta: DatasetMeta, f: DataFile, cameras: Sequence[str]) -> _FileColumns:
-    cols = [STATE, ACTION, EPISODE_INDEX, TASK_INDEX]
-    has_done = DONE in meta.features
-    if meta.has_reward:
-        cols.append(REWARD)
-    if has_done:
-        cols.append(DONE)
-    cols += [camera_key(c) for c in cameras]
-    table = pq.read_table(f.path, columns=cols)
-    ep_idx = table.column(EPISODE_INDEX).to_numpy()
-    starts = np.flatnonzero(np.r_[True, ep_idx[1:] != ep_idx[:-1]])
-    where = {int(ep_idx[s]): int(s) for s in starts}
-    done = table.column(DONE).to_numpy(zero_copy_only=False) if has_done else None
-    F = len(ep_idx)
-    if meta.has_reward:
-        reward = table.column(REWARD).to_numpy().astype(np.float32)
-    else:  # documented default for foreign data: sparse reward 1 on the last frame of each episode
-        reward = np.zeros(F, np.float32)
-        reward[np.r_[starts[1:], F] - 1] = 1.0
-    spans = []
-    for ep in f.episodes:
-        if ep.episode_index not in where:
-            raise ValueError(f"{f.path}: episode {ep.episode_index} from meta/episodes is not in the file")
-        s = where[ep.episode_index]
-        if ep.terminated is not None:
-            term = bool(ep.terminated)
-        elif not meta.has_reward:
-            term = True
-        elif done is not None:
-            term = bool(done[s + ep.length - 1])
-        else:
-            term = True
-        spans.append((ep, s, ep.length, term))
-    images = {}
-    for c in cameras:
-        col = table.column(camera_key(c)).combine_chunks()
-        data = col.field("bytes").to_numpy(zero_copy_only=False)
-        if any(b is None for b in data):
-            paths = col.field("path").to_pylist()
-            data = np.array(
-                [b if b is not None else (meta.root / p).read_bytes() for b, p in zip(data, paths)],
-                dtype=object,
-            )
-        images[c] = data
-    return _FileColumns(
-        state=vector_to_numpy(table.column(STATE)),
-        action=vector_to_numpy(table.column(ACTION)),
-        reward=reward,
-        task_index=table.column(TASK_INDEX).to_numpy(),
-        images=images,
-        spans=spans,
-    )
-
-
 def file_transitions(
-    cols: _FileColumns, returns: ReturnConfig, frame_history: int, cameras: Sequence[str]
+    cols: FileColumns, returns: ReturnConfig, frame_history: int, cameras: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """All transitions of one file's kept episodes as arrays (images as encoded-frame references).
 
@@ -211,7 +96,7 @@ def file_transitions(
     return out
 
 
-class _ShuffleBuffer:
+class ShuffleBuffer:
     """A fixed-capacity pool of transitions: each emitted batch takes random slots, new data refills them."""
 
     def __init__(self, capacity: int, batch_size: int, rng: np.random.Generator) -> None:
@@ -311,7 +196,7 @@ class OfflineLoader:
         self.batch_size, self.returns = batch_size, returns
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.frame_history = shuffle_buffer, frame_history
-        self.cameras = _check_cameras(self.meta, cameras)
+        self.cameras = check_cameras(self.meta, cameras)
         self.num_epochs, self.drop_last = num_epochs, drop_last
         kept = select_episodes(self.meta, episode_filter)
         files = self.meta.files(kept)
@@ -355,11 +240,11 @@ class OfflineLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rng = np.random.default_rng([self.seed, self.rank, self.epoch, self.cursor, 1])
-        buf = _ShuffleBuffer(self.shuffle_buffer, self.batch_size, rng)
+        buf = ShuffleBuffer(self.shuffle_buffer, self.batch_size, rng)
         while self.num_epochs is None or self.epoch < self.num_epochs:
             files = self.epoch_files(self.epoch)
             while self.cursor < len(files):
-                cols = _read_file(self.meta, files[self.cursor], self.cameras)
+                cols = read_file(self.meta, files[self.cursor], self.cameras)
                 block = file_transitions(cols, self.returns, self.frame_history, self.cameras)
                 del cols
                 if block:
@@ -395,71 +280,3 @@ def _decode(refs: np.ndarray) -> np.ndarray:
             cache[id(x)] = decode_png(x)
         flat.append(cache[id(x)])
     return np.stack(flat).reshape(*refs.shape, *flat[0].shape)
-
-
-def load_episodes(
-    root: str | Path,
-    *,
-    episode_filter: EpisodeFilter | None = None,
-    cameras: Sequence[str] | None = None,
-    max_episodes: int | None = None,
-) -> list[Episode]:
-    """Whole episodes in memory (fine-tuning preloads prior data into its replay buffer).
-
-    Rewards and ``terminated`` follow the same defaults as the streaming loader for foreign datasets.
-    """
-    meta = DatasetMeta.load(root)
-    cams = _check_cameras(meta, cameras)
-    kept = select_episodes(meta, episode_filter)
-    if max_episodes is not None:
-        kept = kept[:max_episodes]
-    out: list[Episode] = []
-    for f in meta.files(kept):
-        cols = _read_file(meta, f, cams)
-        for ep, s, T, term in cols.spans:
-            sl = slice(s, s + T)
-            out.append(
-                Episode(
-                    state=cols.state[sl],
-                    action=cols.action[sl],
-                    reward=cols.reward[sl],
-                    instruction=meta.tasks[int(cols.task_index[s])],
-                    terminated=term,
-                    images={c: np.stack([decode_png(x) for x in cols.images[c][sl]]) for c in cams},
-                    success=bool(ep.success),
-                    quality=ep.quality,
-                    env=ep.env,
-                    task_id=ep.task_id,
-                    paraphrase_split=ep.paraphrase_split,
-                    episode_index=ep.episode_index,
-                )
-            )
-    out.sort(key=lambda e: e.episode_index)
-    return out
-
-
-def with_final_observation(ep: Episode) -> dict[str, Any]:
-    """An episode as T'+1 observations and T' actions (the form online replay buffers keep).
-
-    Applies the loader's last-frame rule: a terminated episode gets its last frame repeated as the final
-    observation (never bootstrapped from); a truncated one loses its last action and reward, whose next
-    observation was not stored. Keys: ``state`` (T'+1, S), ``action`` (T', D), ``reward`` (T',),
-    ``images`` {camera: (T'+1, H, W, 3)}, ``terminated``.
-    """
-    if ep.terminated:
-        return {
-            "state": np.concatenate([ep.state, ep.state[-1:]]),
-            "action": ep.action,
-            "reward": ep.reward,
-            "images": {c: np.concatenate([v, v[-1:]]) for c, v in ep.images.items()},
-            "terminated": True,
-        }
-    if ep.length < 2:
-        raise ValueError("a one-frame truncated episode has no transition with a stored next observation")
-    return {
-        "state": ep.state,
-        "action": ep.action[:-1],
-        "reward": ep.reward[:-1],
-        "images": dict(ep.images),
-        "terminated": False,
-    }

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +25,13 @@ import torch
 import tyro
 
 from pretrain.builder import PretrainRun, build_pretrain, save_checkpoint
-from pretrain.dataset import write_json
 from qtransformer.batch import make_batch
 from qtransformer.config import LossConfig, ModelConfig, OptimConfig
+from qtransformer.dataset import write_json
 from qtransformer.learning import train_step
-from qtransformer.model import QTransformer
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.returns import ReturnConfig
-from qtransformer.text import DEFAULT_ENCODER, TextEncoder
+from qtransformer.text import DEFAULT_ENCODER
 
 
 @dataclass
@@ -102,72 +100,6 @@ def weights_digest(model: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
-
-
-def dataset_meta(root: str) -> dict[str, Any]:
-    """What the model shape and evaluation need from a dataset's ``meta/``."""
-    from pretrain.dataset import DatasetMeta
-
-    m = DatasetMeta.load(root)
-    env_names = sorted({e.env for e in m.episodes if e.env})
-    env = env_names[0] if len(env_names) == 1 else None
-    return {
-        "state_dim": m.state_dim,
-        "action_dim": m.action_dim,
-        "cameras": m.cameras,
-        "image_shapes": {c: m.image_shape(c) for c in m.cameras},
-        "env": env,
-        "env_kwargs": dataset_env_kwargs(env, m.fps, root),
-        "transitions": m.total_frames,
-        "state_stats": _state_stats(m),
-        "instructions": list(m.tasks),
-    }
-
-
-def _state_stats(m: Any) -> tuple[list[float], list[float]] | None:
-    st = m.stats.get("observation.state")
-    if not st or "mean" not in st or "std" not in st:
-        return None
-    return list(st["mean"]), list(st["std"])
-
-
-def apply_state_stats(model: QTransformer, meta: dict[str, Any], dataset: str) -> None:
-    """Standardise the model's state input by the dataset's statistics (``ModelConfig.normalize_state``)."""
-    if meta.get("state_stats") is None:
-        raise ValueError(
-            f"{dataset}: meta/stats.json has no observation.state mean/std, which "
-            "model.normalize_state needs; regenerate the dataset's meta or set normalize_state to False"
-        )
-    model.set_state_stats(*meta["state_stats"])
-
-
-def apply_instruction_stats(model: QTransformer, instructions: list[str], encoder: TextEncoder) -> None:
-    """Standardise the model's instruction input by the mean and std of these instructions' embeddings
-    (each distinct instruction counted once; ``ModelConfig.normalize_instruction``)."""
-    distinct = sorted(set(instructions))
-    if len(distinct) < 2:
-        raise ValueError(
-            f"model.normalize_instruction needs at least two distinct instructions in the data, got "
-            f"{len(distinct)}: with one there is no spread to scale by"
-        )
-    emb = encoder.encode(distinct).float()
-    model.set_instruction_stats(emb.mean(0), emb.std(0, unbiased=False))
-
-
-DATAGEN_ENV_KWARGS = ("start_jitter",)
-"""``qt datagen`` settings that are env settings, so that a policy is evaluated and fine-tuned in the
-env its data came from."""
-
-
-def dataset_env_kwargs(env: str | None, fps: int, root: str | Path | None = None) -> dict[str, Any]:
-    """Env settings a dataset implies: Navigate's control rate is the dataset's ``fps``; those of
-    ``DATAGEN_ENV_KWARGS`` that ``qt datagen`` recorded in ``meta/datagen.json`` (when ``root`` is given)."""
-    kwargs: dict[str, Any] = {"control_hz": float(fps)} if env == "navigate" else {}
-    record = Path(root, "meta", "datagen.json") if root is not None else None
-    if record is not None and record.exists():
-        made = json.loads(record.read_text())
-        kwargs.update({k: made[k] for k in DATAGEN_ENV_KWARGS if made.get(k) is not None})
-    return kwargs
 
 
 def evaluate_run(run: PretrainRun) -> dict[str, Any]:

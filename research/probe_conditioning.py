@@ -18,7 +18,7 @@ import json
 import numpy as np
 import torch
 
-from pretrain.loader import EpisodeFilter, load_episodes
+from qtransformer.dataset import EpisodeFilter, load_episodes
 from qtransformer.policy import QTransformerPolicy
 
 

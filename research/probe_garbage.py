@@ -31,7 +31,7 @@ from envs import make_env
 from envs import tasks as T
 from envs.garbage_sort import EXPERT_IGNORES, OBJ_SLOT, STATE_DIM, STATE_HEAD
 from pretrain.evaluate import task_ids
-from pretrain.loader import EpisodeFilter, load_episodes
+from qtransformer.dataset import EpisodeFilter, load_episodes
 from research.probe_navigate import _embedding_goal, _fit_mlp, _success_rate
 
 GRIP, PROPRIO = slice(0, 3), 16  # state layout of envs/garbage_sort.py: [0:16] the robot

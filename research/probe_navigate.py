@@ -50,10 +50,9 @@ from torch import nn
 
 from envs import make_env, make_expert
 from envs import tasks as T
-from pretrain.dataset import DatasetMeta
 from pretrain.evaluate import task_ids
-from pretrain.loader import EpisodeFilter, load_episodes
 from qtransformer.bins import ActionBins, soft_bin_targets
+from qtransformer.dataset import DatasetMeta, EpisodeFilter, load_episodes
 
 
 def _goal_onehot(task_id: str, n: int) -> np.ndarray:

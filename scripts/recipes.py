@@ -171,7 +171,7 @@ def dataset_env(root: str) -> str | None:
 
     if not Path(root, "meta", "info.json").exists():
         return None
-    from pretrain.train import dataset_meta
+    from qtransformer.dataset import dataset_meta
 
     return dataset_meta(root)["env"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.dataset import DatasetWriter, Episode
+from qtransformer.dataset import DatasetWriter, Episode
 
 
 def coded_episode(

@@ -11,8 +11,7 @@ import pytest
 from finetune.builder import env_settings
 from finetune.train import FinetuneArgs
 from pretrain.datagen import DatagenArgs, run_datagen
-from pretrain.dataset import DatasetMeta
-from pretrain.train import dataset_meta
+from qtransformer.dataset import DatasetMeta, dataset_meta
 
 
 def test_datagen_records_the_rate_and_consumers_reuse_it(tmp_path: Path) -> None:

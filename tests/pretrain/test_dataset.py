@@ -13,14 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pretrain.dataset import (
+from pretrain.loader import OfflineLoader
+from qtransformer.dataset import (
     DATA_PATH,
     DatasetMeta,
     DatasetWriter,
     decode_png,
     encode_png,
+    load_episodes,
 )
-from pretrain.loader import OfflineLoader, load_episodes
 from qtransformer.returns import ReturnConfig
 from tests.pretrain import fake_env
 from tests.pretrain.synthetic import coded_episode, collect, ids, write_coded
@@ -135,15 +136,15 @@ def test_writer_rejects_mismatched_episodes_and_existing_dataset(tmp_path: Path)
 _CRASHING_WRITER = """
 import os, sys
 sys.path.insert(0, {repo!r})
-from pretrain import dataset
+from qtransformer.dataset import DatasetWriter
 from tests.pretrain.synthetic import coded_episode
 real_replace = os.replace
 def dying_replace(src, dst):
     if str(dst).endswith("file-001.parquet") and "/data/" in str(dst):
         os._exit(3)  # killed after writing the temporary file, before it became visible
     real_replace(src, dst)
-dataset.os.replace = dying_replace
-w = dataset.DatasetWriter({root!r}, episodes_per_file=2)
+os.replace = dying_replace
+w = DatasetWriter({root!r}, episodes_per_file=2)
 for i, T in enumerate([3, 4, 5, 6, 7]):
     w.add_episode(coded_episode(i, T))
 w.close()

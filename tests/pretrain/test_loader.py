@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pretrain.dataset import DatasetWriter
-from pretrain.loader import EpisodeFilter, OfflineLoader, load_episodes
+from pretrain.loader import OfflineLoader
 from qtransformer.batch import REQUIRED_KEYS
+from qtransformer.dataset import DatasetMeta, DatasetWriter, EpisodeFilter, load_episodes
 from qtransformer.returns import ReturnConfig, episode_targets
 from tests.pretrain.synthetic import coded_episode, collect, ids, write_coded
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _by_frame(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -247,7 +253,7 @@ def test_infinite_stream_crosses_epochs_with_bounded_buffer(tmp_path: Path) -> N
 
 
 def test_with_final_observation_follows_the_last_frame_rule() -> None:
-    from pretrain.loader import with_final_observation
+    from qtransformer.dataset import with_final_observation
 
     term = with_final_observation(coded_episode(0, 4, terminated=True, image_size=16))
     assert term["state"][:, 1].tolist() == [0, 1, 2, 3, 3] and len(term["action"]) == 4
@@ -255,3 +261,49 @@ def test_with_final_observation_follows_the_last_frame_rule() -> None:
     trunc = with_final_observation(coded_episode(1, 4, terminated=False))
     assert trunc["state"][:, 1].tolist() == [0, 1, 2, 3] and len(trunc["action"]) == 3
     assert trunc["terminated"] is False
+
+
+def _run_bench(tmp_path: Path, *extra: str) -> dict:
+    tiny = ["--transitions", "3000", "--stream", "0", "--runs", "1", "--episodes-per-file", "10"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_loader.py",
+            *tiny,
+            "--batch-size",
+            "64",
+            "--out",
+            str(tmp_path),
+            *extra,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _epoch_transitions(root: Path, batch_size: int) -> int:
+    """Transitions of one epoch with drop_last: T per terminated episode, T-1 per truncated one."""
+    meta = DatasetMeta.load(root)
+    total = sum(e.length if e.terminated else e.length - 1 for e in meta.episodes)
+    return total // batch_size * batch_size
+
+
+def test_bench_loader_streams_one_whole_epoch_at_a_tiny_size(tmp_path: Path) -> None:
+    out = _run_bench(tmp_path)
+    assert out["backend"] == "pyarrow" and out["transitions_per_s"] > 0
+    assert out["transitions"] == _epoch_transitions(tmp_path / "3000", 64)
+
+
+@pytest.mark.parametrize("backend", ["hf-arrow", "hf-rows"])
+def test_bench_loader_hugging_face_backends_make_the_same_transitions(tmp_path: Path, backend: str) -> None:
+    # The measurement behind dropping `datasets` (docs/benchmarks.md); runs where the package is installed.
+    pytest.importorskip("datasets")
+    out = _run_bench(tmp_path, "--backend", backend)
+    assert out["transitions"] == _epoch_transitions(tmp_path / "3000", 64)
+    assert isinstance(out["hf_rank_split_keeps_episodes_whole"], bool)
+    assert out["hf_resume_first_frame_index"] >= 0

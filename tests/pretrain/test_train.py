@@ -88,7 +88,7 @@ def test_normalize_instruction_takes_the_datasets_instructions_into_the_policy(
 ):
     import torch
 
-    from pretrain.dataset import DatasetMeta, DatasetWriter
+    from qtransformer.dataset import DatasetMeta, DatasetWriter
 
     from .synthetic import coded_episode
 

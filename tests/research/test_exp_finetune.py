@@ -33,7 +33,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory, text_encoder: object) -
         dataset=str(data), out=str(root / "pt"), steps=10, batch_size=16, progress=False, model=model
     )
     with pytest.MonkeyPatch.context() as mp:  # the session's text encoder, not a second load
-        mp.setattr("pretrain.train.TextEncoder", lambda name=None: text_encoder)
+        mp.setattr("pretrain.builder.TextEncoder", lambda name=None: text_encoder)
         run_pretrain(args)
     return {"data": str(data), "policy": str(root / "pt" / "policy")}
 
@@ -88,7 +88,7 @@ def test_each_variant_takes_away_what_it_names(pretrained: dict[str, str], tmp_p
 @pytest.fixture
 def one_encoder(monkeypatch: pytest.MonkeyPatch, text_encoder: object) -> None:
     """Every run shares the session's text encoder instead of loading its own."""
-    monkeypatch.setattr("finetune.train.TextEncoder", lambda name=None: text_encoder)
+    monkeypatch.setattr("finetune.builder.TextEncoder", lambda name=None: text_encoder)
 
 
 def test_a_tiny_experiment_practises_each_variant_and_records_it(
