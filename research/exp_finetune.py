@@ -33,21 +33,13 @@ from typing import Annotated, Any
 import tyro
 
 from finetune.train import FinetuneArgs, run_finetune
-from qtransformer.checkpoint import load_policy_checkpoint
 from scripts.plots import plot_success_curves
 
 Variant = Callable[[FinetuneArgs], FinetuneArgs]
 
 
 def _no_prior(a: FinetuneArgs) -> FinetuneArgs:
-    """Without prior data: no statistics to standardise the state or instruction by, and no other known
-    instructions to explore with."""
-    return dataclasses.replace(
-        a,
-        prior_data=None,
-        model=dataclasses.replace(a.model, normalize_state=False, normalize_instruction=False),
-        exploration=dataclasses.replace(a.exploration, instruction_prob=0.0),
-    )
+    return dataclasses.replace(a, prior_data=None)
 
 
 def full(a: FinetuneArgs) -> FinetuneArgs:
@@ -63,7 +55,8 @@ def pretrained_only(a: FinetuneArgs) -> FinetuneArgs:
 
 
 def scratch_prior(a: FinetuneArgs) -> FinetuneArgs:
-    return dataclasses.replace(a, pretrained=None)
+    """New weights in the pretrained network's shape (its bins, encoder and input statistics too)."""
+    return dataclasses.replace(a, init="scratch")
 
 
 def scratch(a: FinetuneArgs) -> FinetuneArgs:
@@ -85,8 +78,6 @@ SUMMARY_KEYS = (
     "updates",
     "episodes",
     "successes",
-    "other_instruction_episodes",
-    "other_instruction_successes",
     "undo_episodes",
     "undo_successes",
     "seconds",
@@ -112,19 +103,9 @@ class ExpFinetuneArgs:
             raise ValueError("the full method needs both --pretrained and --prior-data")
 
 
-def pinned_base(exp: ExpFinetuneArgs) -> FinetuneArgs:
-    """The base with what the pretrained policy fixes made explicit, so that the variants without it
-    keep it: its architecture for a from-scratch network, and Navigate's control rate."""
-    ckpt = load_policy_checkpoint(exp.base.pretrained)  # type: ignore[arg-type]  # checked in __post_init__
-    control_hz = exp.base.control_hz
-    if control_hz is None and exp.base.env == "navigate":
-        control_hz = (ckpt.meta.get("env_kwargs") or {}).get("control_hz")
-    return dataclasses.replace(exp.base, model=ckpt.model_config, control_hz=control_hz)
-
-
 def variant_args(exp: ExpFinetuneArgs, name: str, base: FinetuneArgs | None = None) -> FinetuneArgs:
     """The fine-tuning arguments variant ``name`` runs with, in its own run directory."""
-    a = VARIANTS[name](base if base is not None else pinned_base(exp))
+    a = VARIANTS[name](base if base is not None else exp.base)
     return dataclasses.replace(a, out=str(Path(exp.base.out, name)))
 
 
@@ -147,7 +128,7 @@ def run_experiment(exp: ExpFinetuneArgs, *, env_module: str = "envs") -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
-    base = pinned_base(exp)
+    base = exp.base
     for name in exp.variants:
         a = variant_args(exp, name, base)
         recorded = _recorded(a)

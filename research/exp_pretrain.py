@@ -51,11 +51,11 @@ SUPPORT_TAU, SUPPORT_WEIGHT, BIN_SMOOTHING = 0.3, 10.0, 3.0
 
 def _bc(a: PretrainArgs) -> PretrainArgs:
     """Train by cross-entropy on the data's bins instead of the Q loss."""
-    return dataclasses.replace(a, loss=dataclasses.replace(a.loss, behavior_cloning=True))
+    return dataclasses.replace(a, method="bc")
 
 
 def _n_step(a: PretrainArgs, n: int) -> PretrainArgs:
-    return dataclasses.replace(a, loss=dataclasses.replace(a.loss, n_step=n))
+    return dataclasses.replace(a, returns=dataclasses.replace(a.returns, n_step=n))
 
 
 def _support(a: PretrainArgs) -> PretrainArgs:

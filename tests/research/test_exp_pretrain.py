@@ -15,7 +15,7 @@ from pretrain.train import PretrainArgs
 from research import exp_pretrain as X
 from tests.finetune import fake_env
 
-TINY = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2", "--no-progress"]
+TINY = ["--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2"]
 
 
 def _parse(*argv: str) -> X.ExpPretrainArgs:
@@ -87,7 +87,7 @@ def fake_world(monkeypatch: pytest.MonkeyPatch, text_encoder: object) -> None:
     after pretraining import it when they run), and every run shares the session's text encoder instead
     of loading its own."""
     monkeypatch.setitem(sys.modules, "envs", fake_env)
-    for module in ("pretrain.train", "research.exp_pretrain"):
+    for module in ("pretrain.builder", "research.exp_pretrain"):
         monkeypatch.setattr(f"{module}.TextEncoder", lambda name=None: text_encoder)
 
 
