@@ -35,9 +35,8 @@ FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
 SERVO_GAIN = 1.0
 """Share of the remaining position error the hand is commanded to close per step (up to ``MAX_STEP``).
 At 1 the command is the whole error, clipped to +-1: exactly +-1 (one action bin) until the last 5 cm,
-then spread over a hundred bins. A gentler servo (``qt datagen --expert-gain 0.4``: proportional over
-the last 12.5 cm, 10 steps more per episode) does not make the data easier to imitate: cloning it is
-no better over bins and worse by regression (docs/results.md, section 3)."""
+then spread over a hundred bins. ``qt datagen --expert-gain`` sets a gentler servo (0.4: proportional
+over the last 12.5 cm, about 10 steps more per episode)."""
 
 
 class _ExpertBase:

@@ -91,18 +91,17 @@ class DatagenArgs:
     """Probability of a uniformly random action per step in noisy episodes."""
     stop_when_finished: bool = True
     """End an episode once the expert has nothing left to do (a deliberate failure at rest at the wrong
-    goal), as an operator stops recording; False logs idle frames up to the time limit. Idle frames are
-    not harmless: on Navigate they made a quarter of all actions "stand still", the greedy Q-policy
-    learned to stand still (docs/results.md, section 2)."""
+    goal), as an operator stops recording; False logs idle frames up to the time limit, which teach a
+    learner to stand still."""
     expert_gain: float | None = None
     """Servo gain of the GarbageSort expert, in (0, 1] (GarbageSort only); None keeps
     ``envs.experts.SERVO_GAIN`` (1)."""
     start_jitter: float | None = None
     """GarbageSort only: the hand starts up to this far (metres) from home in x and y, half of it in z
-    (``GarbageSortEnv(start_jitter=...)``); None starts every episode at home. From one fixed start, a
-    deterministic expert's path ties the grip position to where the object is, and a learner reads
-    the grip position instead of the object (docs/results.md, section 3). Recorded in
-    ``meta/datagen.json``; pretraining, evaluation and fine-tuning use the same setting."""
+    (``GarbageSortEnv(start_jitter=...)``); None starts every episode at home. From one fixed start the
+    expert's path ties the grip position to where the object is, so a learner can read one for the
+    other. Recorded in ``meta/datagen.json``; pretraining, evaluation and fine-tuning use the same
+    setting."""
     control_hz: float | None = None
     """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
     in ``info.json``: training and evaluation then use the same rate."""

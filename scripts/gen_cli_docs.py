@@ -20,6 +20,8 @@ def main() -> None:
         "",
         "One command, `qt`, with a subcommand per job. Options come from typed dataclasses; nested configs",
         "use dotted names (`--model.d-model 256`, `--loss.alpha 0.5`, `--optim.lr 1e-4`).",
+        "`qt datagen` and `qt finetune` show the recipe of their `--env` (GarbageSort's below); `qt pretrain` shows",
+        "its dataset's recipe once `--dataset` is given (below: the dataclass defaults, without a dataset).",
         "Regenerate this page with `python scripts/gen_cli_docs.py`.",
         "",
     ]

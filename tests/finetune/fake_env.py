@@ -17,9 +17,11 @@ from tests.fake_expert import ReachExpert
 
 GOALS = {"go_left": -0.7, "go_right": 0.7, "go_middle": 0.0}
 PHRASES = {"go_left": "go left", "go_right": "go right", "go_middle": "go to the middle"}
+SPLITS = {"train": ("go_left", "go_right"), "tuning": ("go_middle",), "test": ()}
 tasks = SimpleNamespace(
-    train_task_ids=lambda name: ("go_left", "go_right"),
-    heldout_task_ids=lambda name: ("go_middle",),
+    train_task_ids=lambda name: SPLITS["train"],
+    heldout_task_ids=lambda name: SPLITS["tuning"],
+    split_task_ids=lambda name, split: SPLITS[split],
 )
 
 

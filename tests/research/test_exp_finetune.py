@@ -113,7 +113,7 @@ def test_a_tiny_experiment_practises_each_variant_and_records_it(
         assert r["args"]["out"] == str(out / name) and r["args"]["env_steps"] == 20
     assert results["full"]["args"]["pretrained"] == pretrained["policy"]
     assert (
-        results["scratch"]["args"]["pretrained"] is None and results["scratch"]["args"]["prior_data"] is None
+        results["scratch"]["args"]["init"] == "scratch" and results["scratch"]["args"]["prior_data"] is None
     )
     assert (out / "curves.png").stat().st_size > 0
     with pytest.raises(ValueError, match="'full' run with other arguments"):

@@ -45,12 +45,12 @@ def test_each_variant_changes_only_what_defines_it() -> None:
             base.batch_size,
         )
     assert got["qt"].loss == base.loss and got["qt"].model == base.model and not got["qt"].success_only
-    assert got["bc_all"].loss.behavior_cloning and not got["bc_all"].success_only
-    assert got["bc_success"].loss.behavior_cloning and got["bc_success"].success_only
+    assert got["bc_all"].method == "bc" and not got["bc_all"].success_only
+    assert got["bc_success"].method == "bc" and got["bc_success"].success_only
     assert got["bc_success_smooth"].loss.bin_smoothing == X.BIN_SMOOTHING
-    assert got["qt_no_cons"].loss.alpha == 0.0 and not got["qt_no_cons"].loss.behavior_cloning
+    assert got["qt_no_cons"].loss.alpha == 0.0 and got["qt_no_cons"].method == "qtransformer"
     assert not got["qt_no_mc"].loss.use_mc_bound
-    assert got["qt_n1"].loss.n_step == 1 and base.loss.n_step != 1
+    assert got["qt_n1"].returns.n_step == 1 and base.returns.n_step != 1
     assert got["qt_support"].model.support_tau == X.SUPPORT_TAU and not got["qt_support"].success_only
     r = got["recipe"]
     assert (r.model.support_tau, r.loss.behavior_weight, r.loss.bin_smoothing) == (
@@ -58,7 +58,7 @@ def test_each_variant_changes_only_what_defines_it() -> None:
         X.SUPPORT_WEIGHT,
         X.BIN_SMOOTHING,
     )
-    assert r.success_only and not r.loss.behavior_cloning
+    assert r.success_only and r.method == "qtransformer"
 
 
 def test_a_support_head_in_the_base_is_taken_off_the_plain_variants() -> None:
@@ -118,8 +118,8 @@ def test_a_tiny_experiment_trains_each_variant_and_records_it(
         }
         assert r["args"]["steps"] == 4 and r["args"]["out"] == str(out / name)
     bc, rec = results["bc_success"]["args"], results["recipe"]["args"]
-    assert bc["loss"]["behavior_cloning"] and bc["success_only"] and bc["model"]["support_tau"] == 0.0
-    assert not rec["loss"]["behavior_cloning"] and rec["model"]["support_tau"] == X.SUPPORT_TAU
+    assert bc["method"] == "bc" and bc["success_only"] and bc["model"]["support_tau"] == 0.0
+    assert rec["method"] == "qtransformer" and rec["model"]["support_tau"] == X.SUPPORT_TAU
     assert rec["loss"]["bin_smoothing"] == X.BIN_SMOOTHING and rec["success_only"]
     assert (out / "curves.png").stat().st_size > 0
 
