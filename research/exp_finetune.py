@@ -33,6 +33,7 @@ from typing import Annotated, Any
 import tyro
 
 from finetune.train import FinetuneArgs, run_finetune
+from research.results_file import ResultsFile, recorded_args
 from scripts.plots import plot_success_curves
 
 Variant = Callable[[FinetuneArgs], FinetuneArgs]
@@ -113,34 +114,21 @@ def variant_args(exp: ExpFinetuneArgs, name: str, base: FinetuneArgs | None = No
 _NOT_RESULTS = ("progress", "resume", "publish_every")
 
 
-def _recorded(a: FinetuneArgs) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(a)))  # tuples as JSON lists, as results.json holds them
-
-
-def _recorded_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return any(old.get(k) != v for k, v in new.items() if k not in _NOT_RESULTS)
-
-
 def run_experiment(exp: ExpFinetuneArgs, *, env_module: str = "envs") -> dict[str, dict[str, Any]]:
     """Run the variants; ``env_module`` names the module providing ``make_env`` and ``tasks`` (tests
     pass a fake, as to ``run_finetune``)."""
     out = Path(exp.base.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    results: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    store = ResultsFile(out, _NOT_RESULTS)
+    results = store.results
     base = exp.base
     for name in exp.variants:
         a = variant_args(exp, name, base)
-        recorded = _recorded(a)
-        if name in results:
-            if _recorded_differs(results[name]["args"], recorded):
-                raise ValueError(
-                    f"{path} holds {name!r} run with other arguments; use another --out or remove it"
-                )
+        recorded = recorded_args(a)
+        if store.done(name, recorded):
             continue
         s = run_finetune(a, env_module=env_module)
-        results[name] = {**{k: s[k] for k in SUMMARY_KEYS}, "env": a.env, "args": recorded}
-        path.write_text(json.dumps(results, indent=2))
+        store.add(name, {**{k: s[k] for k in SUMMARY_KEYS}, "env": a.env, "args": recorded})
         print(name, s["final_success_rate"], s["safety_violations"], flush=True)
     plot(results, out / "curves.png")
     return results

@@ -41,6 +41,7 @@ from pretrain.evaluate import evaluate_policy, task_ids
 from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.text import TextEncoder
+from research.results_file import ResultsFile, recorded_args
 from scripts.plots import plot_success_curves
 
 Variant = Callable[[PretrainArgs], PretrainArgs]
@@ -158,28 +159,16 @@ def variant_args(exp: ExpPretrainArgs, name: str) -> PretrainArgs:
 _NOT_RESULTS = ("progress", "resume", "log_every", "save_every", "keep_last")
 
 
-def _recorded(pa: PretrainArgs) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(pa)))  # tuples as JSON lists, as results.json holds them
-
-
-def _recorded_differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return any(old.get(k) != v for k, v in new.items() if k not in _NOT_RESULTS)
-
-
 def run_experiment(exp: ExpPretrainArgs) -> dict[str, dict[str, Any]]:
     out = Path(exp.base.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    results: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    store = ResultsFile(out, _NOT_RESULTS)
+    results = store.results
     encoder = TextEncoder(exp.base.encoder)
     for name in exp.variants:
         pa = variant_args(exp, name)
-        recorded = _recorded(pa)
-        if name in results:
-            if _recorded_differs(results[name]["args"], recorded):
-                raise ValueError(
-                    f"{path} holds {name!r} run with other arguments; use another --out or remove it"
-                )
+        recorded = recorded_args(pa)
+        if store.done(name, recorded):
             continue
         run_pretrain(pa)
         summary = json.loads(Path(pa.out, "summary_rank0.json").read_text())
@@ -188,15 +177,17 @@ def run_experiment(exp: ExpPretrainArgs) -> dict[str, dict[str, Any]]:
         if env is None:
             raise ValueError(f"{pa.dataset} holds episodes of several envs; the evaluation needs one")
         final = evaluate_policy(policy, env, task_ids(env, "train"), exp.final_episodes, ("train", "heldout"))
-        results[name] = {
-            "env": env,
-            "success_train_phrasings": final["train"]["success_rate"],
-            "success_heldout_phrasings": final["heldout"]["success_rate"],
-            "per_task": final["train"]["per_task"],
-            "curve": [{"step": e["step"], "success_rate": e["success_rate"]} for e in summary["evals"]],
-            "args": recorded,
-        }
-        path.write_text(json.dumps(results, indent=2))
+        store.add(
+            name,
+            {
+                "env": env,
+                "success_train_phrasings": final["train"]["success_rate"],
+                "success_heldout_phrasings": final["heldout"]["success_rate"],
+                "per_task": final["train"]["per_task"],
+                "curve": [{"step": e["step"], "success_rate": e["success_rate"]} for e in summary["evals"]],
+                "args": recorded,
+            },
+        )
         print(name, results[name]["success_train_phrasings"], flush=True)
     plot(results, out / "curves.png")
     return results

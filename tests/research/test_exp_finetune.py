@@ -16,6 +16,7 @@ from pretrain.train import PretrainArgs, run_pretrain
 from qtransformer.checkpoint import load_policy_checkpoint
 from qtransformer.config import ModelConfig
 from research import exp_finetune as X
+from research.results_file import recorded_args
 
 FAKE = "tests.finetune.fake_env"
 
@@ -139,7 +140,7 @@ def test_main_prints_one_json_object_last(
         "curve": curve,
         "final_success_rate": 0.75,
     }
-    args = X._recorded(X.variant_args(exp, "full"))
+    args = recorded_args(X.variant_args(exp, "full"))
     (out / "results.json").write_text(json.dumps({"full": {**summary, "env": "navigate", "args": args}}))
     argv = ["--pretrained", pretrained["policy"], "--prior-data", pretrained["data"], "--env", "navigate"]
     monkeypatch.setattr(sys, "argv", ["exp_finetune", *argv, "--out", str(out), "--variants", "full"])
