@@ -41,7 +41,6 @@ from scripts.bench_common import machine, pin_threads, report  # noqa: E402
 STATE_DIM, ACTION_DIM = 32, 4
 T = TypeVar("T")
 BACKENDS = ("pyarrow", "hf-arrow", "hf-rows")
-GAMMA, N_STEP = 0.98, 3
 
 
 def write_synthetic(root: Path, transitions: int, episodes_per_file: int, seed: int = 0) -> None:
@@ -104,7 +103,9 @@ def stream_hf(root: Path, batch_size: int, limit: int, seed: int, rows: bool) ->
 
     from pretrain.loader import ShuffleBuffer, file_transitions
     from qtransformer.dataset import EPISODE_INDEX, DatasetMeta, needed_columns, table_columns
+    from qtransformer.returns import ReturnConfig
 
+    returns = ReturnConfig()  # the returns the pyarrow backend's OfflineLoader uses
     meta = DatasetMeta.load(root)
     by_index = {e.episode_index: e for e in meta.episodes}
     columns = needed_columns(meta, [])
@@ -128,7 +129,7 @@ def stream_hf(root: Path, batch_size: int, limit: int, seed: int, rows: bool) ->
         if table is None or table.num_rows == 0:
             continue
         eps = [by_index[int(i)] for i in np.unique(table.column(EPISODE_INDEX).to_numpy())]
-        block = file_transitions(table_columns(meta, table, eps, []), GAMMA, N_STEP, 1, [])
+        block = file_transitions(table_columns(meta, table, eps, []), returns, 1, [])
         perm = rng.permutation(len(block["state"]))
         for b in buf.push({k: v[perm] for k, v in block.items()}):
             n += len(b["state"])
