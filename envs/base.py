@@ -22,7 +22,8 @@ from envs.common import check_choice, check_size
 class LanguageTaskEnv(gym.Env):
     """Base class; subclasses set ``ENV_NAME``, ``TEMPLATES``, ``TASK_GRAPH`` and the world hooks."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    # An instance attribute in gym.Env (Navigate sets its own render_fps), so not a ClassVar.
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
     ENV_NAME = ""
     TEMPLATES: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = {}
     TASK_GRAPH: ClassVar[dict[str, tuple[str, ...]]] = {}
@@ -144,7 +145,7 @@ class LanguageTaskEnv(gym.Env):
         self.steps = 0
         self.episode += 1
         self._last_success = False
-        info = {
+        info: dict[str, Any] = {
             "task": task,
             "instruction": self.instruction,
             "is_success": False,

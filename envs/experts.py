@@ -16,7 +16,7 @@ reset-free mode) even if ``reset()`` of the expert was not called.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,11 +95,13 @@ class GarbageExpert(_ExpertBase):
         env: GarbageSortEnv = self.env
         spec = env.task_spec()
         self.jobs_done: set[str] = set()
-        self.phase, self.phase_steps, self.kind = "approach", 0, None
+        self.phase, self.phase_steps = "approach", 0
+        self.kind: str | None = None  # the object being moved; None between jobs
         self.idle = False
         self.spec = spec
         self.table_spot: np.ndarray | None = None
-        self.fail_mode = None
+        # "drop" / "wrong_bin" until chosen, then ("bin", the wrong bin); None for a clean run.
+        self.fail_mode: str | tuple[str, str] | None = None
         if self.failing:
             self.fail_mode = "wrong_bin" if spec.family == "unplace" or self.rng.random() < 0.6 else "drop"
 
@@ -153,12 +155,12 @@ class GarbageExpert(_ExpertBase):
         best, best_d = None, -1.0
         for _ in range(30):
             p = self.rng.uniform(np.add(S.SPAWN_LOW, 0.03), np.subtract(S.SPAWN_HIGH, 0.03))
-            d = min((np.linalg.norm(p - q) for q in others), default=1.0)
+            d = float(min((np.linalg.norm(p - q) for q in others), default=1.0))
             if d >= 0.13:
                 return p
             if d > best_d:
                 best, best_d = p, d
-        return best
+        return cast(np.ndarray, best)  # set by the first draw: every distance beats -1
 
     # -------------------------------------------------------------- control
     def _servo(self, target: np.ndarray, gripper: float, yaw: float = 0.0) -> np.ndarray:

@@ -102,6 +102,7 @@ class GarbageSortEnv(LanguageTaskEnv):
     TEMPLATES = T.GARBAGE_TEMPLATES
     TASK_GRAPH = T.GARBAGE_TASK_GRAPH
     CAUTIOUS_EXEMPT_DIMS = (GRIPPER_DIM,)
+    action_space: spaces.Box  # gym.Env types it as any Space; GarbageSort's is always a Box
 
     def __init__(
         self,

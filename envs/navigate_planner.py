@@ -67,7 +67,8 @@ class GridPlanner:
         if not self.free[s] and self.free.any():
             # Start inside an inflated obstacle (close to something): search from the nearest free cell.
             d2 = np.where(self.free, (xs - start[0]) ** 2 + (ys - start[1]) ** 2, np.inf)
-            s = tuple(int(v) for v in np.unravel_index(np.argmin(d2), d2.shape))
+            i, j = np.unravel_index(np.argmin(d2), d2.shape)
+            s = (int(i), int(j))
         dist = np.hypot(xs - goal[0], ys - goal[1])
         at_goal = dist < stop_radius
         h = np.maximum(0.0, dist - stop_radius) / RESOLUTION  # admissible: straight-line cells to go

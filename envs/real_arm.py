@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import mujoco
@@ -88,7 +88,8 @@ ObjectPoses = dict[str, tuple[np.ndarray, np.ndarray, str]]  # kind -> (position
 class RealArmEnv(gym.Env):
     """GarbageSort's API over an ``ArmDriver``. Reward and success come from ``success_fn`` if given."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    # An instance attribute in gym.Env, so not a ClassVar.
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012
     CAUTIOUS_EXEMPT_DIMS = GarbageSortEnv.CAUTIOUS_EXEMPT_DIMS
 
     def __init__(
@@ -174,7 +175,7 @@ class RealArmEnv(gym.Env):
         joints = np.zeros(6)
         jp = np.asarray(s.joint_positions, float)[:6]
         joints[: len(jp)] = jp
-        head = [ee, [np.sin(s.ee_yaw), np.cos(s.ee_yaw), s.gripper, float(s.grasping)]]
+        head = [ee, np.array([np.sin(s.ee_yaw), np.cos(s.ee_yaw), s.gripper, float(s.grasping)])]
         head += [(ee - self._prev_ee) / self.control_dt, joints]
         head += [np.asarray(self.bin_positions[b], float) for b in T.BINS]
         poses = self.perception() if self.perception is not None else {}

@@ -91,6 +91,8 @@ def env_exempt_dims(env: object) -> tuple[int, ...]:
 class DynamicsEnsemble(nn.Module):
     """Predicts the state change from (state, action); members differ by initialisation and data order."""
 
+    scale: torch.Tensor  # buffer (S,): per-value std of the state change, set when the ensemble is trained
+
     def __init__(self, state_dim: int, action_dim: int, members: int, hidden: int):
         super().__init__()
         self.nets = nn.ModuleList(

@@ -86,6 +86,8 @@ def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
     """The prior data's episodes (filtered as ``args`` asks), as replay episodes, one at a time."""
     from qtransformer.dataset import EpisodeFilter, load_episodes, with_final_observation
 
+    if args.prior_data is None:
+        raise ValueError("load_prior needs FinetuneArgs.prior_data (a dataset directory)")
     filt = EpisodeFilter(success_only=True) if args.prior_success_only else None
     episodes = load_episodes(
         args.prior_data,

@@ -7,7 +7,10 @@ Storage is flat, growable numpy arrays, so sampling a batch is a handful of fanc
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
+import numpy.typing as npt
 
 from finetune.episode import Episode
 from qtransformer import batch as K
@@ -17,7 +20,7 @@ from qtransformer.returns import ReturnConfig, episode_targets
 class _Growable:
     """An append-only array with amortised doubling."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, capacity: int = 1024):
+    def __init__(self, shape: tuple[int, ...], dtype: npt.DTypeLike, capacity: int = 1024):
         self.data = np.zeros((capacity, *shape), dtype=dtype)
         self.size = 0
 
@@ -135,7 +138,7 @@ def concat_transitions(parts: list[dict[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for k in keys:
         if k == K.INSTRUCTION:
-            out[k] = [s for p in parts for s in p[k]]  # type: ignore[union-attr]
+            out[k] = [s for p in parts for s in cast(list[str], p[k])]
         else:
             out[k] = np.concatenate([np.asarray(p[k]) for p in parts], axis=0)
     return out

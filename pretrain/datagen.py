@@ -314,6 +314,7 @@ def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
     write_json(args_path, record)
 
     plan = args.plan()
+    frames: dict[int, int]  # shard -> frames written
     if "episodes" in plan:
         total = int(plan["episodes"])
         epf = int(plan["episodes_per_file"])
@@ -321,7 +322,7 @@ def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
         shards = sorted(frames)
     else:  # a frame target: launch waves of shards until the shards 0..k hold enough frames
         target = int(plan["transitions"])
-        frames: dict[int, int] = {}
+        frames = {}
         shards = []
         while True:
             have, k = 0, 0

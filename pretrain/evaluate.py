@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,8 +184,8 @@ def evaluate_policy(
     for split in paraphrases:
         results[split] = evaluate(
             policy,
-            lambda split=split: envs.make_env(
-                env_name, image_size=image_size, paraphrases=split, tasks="all", **env_kwargs
+            partial(
+                envs.make_env, env_name, image_size=image_size, paraphrases=split, tasks="all", **env_kwargs
             ),
             tasks,
             episodes,
@@ -222,7 +223,7 @@ def success_stats(successes: list[list[bool]], lengths: list[list[int]]) -> dict
 
 def _labels(args: EvalArgs, metas: list[dict[str, Any]], image_sizes: list[int]) -> dict[str, Any]:
     """method / observation / env_steps: the command line's, else what the checkpoints record."""
-    found = {
+    found: dict[str, list[str] | list[int]] = {
         "method": [m.get("method") or ("finetuned" if "env_steps" in m else "pretrained") for m in metas],
         "observation": ["pixels" if s > 0 else "state" for s in image_sizes],
         "env_steps": [int(m.get("env_steps", 0)) for m in metas],

@@ -47,7 +47,8 @@ def file_transitions(
     ``returns.timeout_is_failure``: a truncated episode keeps every frame and ends in a terminal failure.
     """
     gamma, n_step = returns.gamma, returns.n_step
-    rows, next_rows, parts = [], [], {k: [] for k in ("rewards", "nstep", "bootstrap", "mc_return")}
+    rows, next_rows = [], []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("rewards", "nstep", "bootstrap", "mc_return")}
     first_rows = []
     for _ep, s, T, term in cols.spans:
         r = cols.reward[s : s + T]

@@ -204,7 +204,7 @@ def run_pretrain(args: PretrainArgs) -> Path:
 
 
 def _jsonable(x: Any) -> Any:
-    if dataclasses.is_dataclass(x):
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):  # an instance, not a dataclass class
         return {k: _jsonable(v) for k, v in dataclasses.asdict(x).items()}
     if isinstance(x, dict):
         return {k: _jsonable(v) for k, v in x.items()}

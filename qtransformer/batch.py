@@ -8,8 +8,9 @@ H, W (pixels), D (action dims), N (n-step window), E (text embedding).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,9 +50,10 @@ class Batch:
     online: torch.Tensor | None = None  # (B,) bool: collected online (LossConfig.online_alpha applies)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            **{f.name: (None if (v := getattr(self, f.name)) is None else v.to(device)) for f in fields(self)}
-        )
+        moved: dict[str, Any] = {
+            f.name: (None if (v := getattr(self, f.name)) is None else v.to(device)) for f in fields(self)
+        }
+        return Batch(**moved)
 
     @property
     def size(self) -> int:
@@ -75,7 +77,7 @@ def make_batch(
     if state.ndim != 2:
         raise ValueError(f"'{STATE}' must be (B, S), got shape {state.shape}")
     B = state.shape[0]
-    instructions = list(transitions[INSTRUCTION])  # type: ignore[arg-type]
+    instructions = list(cast(Iterable[str], transitions[INSTRUCTION]))  # list[str] by the key's contract
     if len(instructions) != B:
         raise ValueError(f"got {len(instructions)} instructions for a batch of {B}")
     action = np.asarray(transitions[ACTION], dtype=np.float32)

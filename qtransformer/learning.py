@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices only (not on norms, biases, embeddings or position tables)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -64,7 +65,7 @@ def update_target(online: nn.Module, target: nn.Module, cfg: OptimConfig) -> Non
     """Polyak averaging, ``target <- target + tau * (online - target)``; buffers (the input statistics)
     are copied."""
     src = [p.detach() for p in online.parameters()]
-    dst = list(target.parameters())
+    dst: list[torch.Tensor] = list(target.parameters())
     if len(src) != len(dst):
         raise ValueError("online and target networks have different parameter lists")
     torch._foreach_lerp_(dst, [s.to(d.dtype) for s, d in zip(src, dst)], cfg.tau)

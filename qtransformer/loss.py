@@ -53,7 +53,10 @@ LossMethod = Literal["qtransformer", "bc"]
 
 def model_cfg(model: nn.Module) -> ModelConfig:
     """The ModelConfig of a (possibly DDP-wrapped) QTransformer."""
-    return getattr(model, "module", model).cfg
+    cfg = config_of(model)
+    if cfg is None:
+        raise ValueError(f"{type(model).__name__} has no ModelConfig (not a QTransformer)")
+    return cfg
 
 
 def config_of(model: nn.Module) -> ModelConfig | None:

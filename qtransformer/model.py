@@ -20,7 +20,8 @@ The network knows nothing about training: targets, optimisers and the Accelerato
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +185,13 @@ class Block(nn.Module):
 class QTransformer(nn.Module):
     """Maps (state, images, instruction embedding, earlier bins) to Q-values per action dimension."""
 
+    # Buffers registered in __init__ (register_buffer hides their type from the checker).
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    instruction_mean: torch.Tensor
+    instruction_std: torch.Tensor
+    state_keep: torch.Tensor
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -234,9 +242,10 @@ class QTransformer(nn.Module):
         for p in (self.context_pos, self.start, self.dim_emb):
             nn.init.normal_(p, std=0.02)
         # Scaled init of residual projections (GPT-2): keeps the residual stream's scale with depth.
-        for blk in self.blocks:
+        for blk in cast(Iterable[Block], self.blocks):
+            ff_out = cast(nn.Linear, blk.ff[2])  # Linear, GELU, Linear
             nn.init.normal_(blk.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
-            nn.init.normal_(blk.ff[2].weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+            nn.init.normal_(ff_out.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     STATE_STD_FLOOR = 0.01
     """Smallest std the state is divided by: values that hardly vary in the data (a fixed height, an
@@ -332,7 +341,7 @@ class QTransformer(nn.Module):
         """Change the Q head's dropout rate (no parameters change, so checkpoints stay compatible)."""
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {p}")
-        self.head[3].p = p
+        cast(nn.Dropout, self.head[3]).p = p  # the fixed head layout above
         self.cfg.head_dropout = p
 
     def q_values(self, h: torch.Tensor) -> torch.Tensor:
@@ -440,7 +449,7 @@ class QTransformer(nn.Module):
             (ctx.new_empty(B, h, P + D, d // h), ctx.new_empty(B, h, P + D, d // h)) for _ in self.blocks
         ]
         x = torch.cat([ctx, self.start.expand(B, 1, -1) + self.dim_emb[:, :1]], dim=1)  # (B, P+1, d)
-        mask = self._mask(1, P, x.device)
+        mask: torch.Tensor | None = self._mask(1, P, x.device)
         filled = 0
         for i in range(D):
             for blk, (kb, vb) in zip(self.blocks, caches):

@@ -134,11 +134,12 @@ class QTransformerPolicy:
                 )
         state, images = self._observation_tensors(observations, B)
         emb = self.encoder.encode(instructions).to(self.device)
-        limits = None
+        limits: tuple[torch.Tensor, torch.Tensor] | None = None
         if bin_limits is not None:
-            limits = tuple(
+            low, high = (
                 torch.as_tensor(np.asarray(x), dtype=torch.long, device=self.device) for x in bin_limits
             )
+            limits = (low, high)
         bins, q = self.model.decode(state, emb, images, select=select or greedy_selector, bin_limits=limits)
         bins_np = bins.cpu().numpy()
         return PolicyOutput(

@@ -105,6 +105,7 @@ def stream_hf(root: Path, batch_size: int, limit: int, seed: int, rows: bool) ->
     from qtransformer.dataset import EPISODE_INDEX, DatasetMeta, needed_columns, table_columns
     from qtransformer.returns import ReturnConfig
 
+    returns = ReturnConfig()  # the returns the pyarrow backend's OfflineLoader uses
     meta = DatasetMeta.load(root)
     by_index = {e.episode_index: e for e in meta.episodes}
     columns = needed_columns(meta, [])
@@ -128,7 +129,7 @@ def stream_hf(root: Path, batch_size: int, limit: int, seed: int, rows: bool) ->
         if table is None or table.num_rows == 0:
             continue
         eps = [by_index[int(i)] for i in np.unique(table.column(EPISODE_INDEX).to_numpy())]
-        block = file_transitions(table_columns(meta, table, eps, []), ReturnConfig(), 1, [])
+        block = file_transitions(table_columns(meta, table, eps, []), returns, 1, [])
         perm = rng.permutation(len(block["state"]))
         for b in buf.push({k: v[perm] for k, v in block.items()}):
             n += len(b["state"])

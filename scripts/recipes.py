@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from finetune.train import FinetuneArgs
 from pretrain.datagen import DatagenArgs
@@ -35,7 +35,7 @@ class Recipe:
     """The settings of one env and observation mode, stage by stage."""
 
     name: str
-    env: str
+    env: Literal["garbage_sort", "navigate"]
     observation: str
     """``state`` or ``pixels``."""
     oracle: str | None

@@ -55,10 +55,19 @@ def policy_rollout(
     return r, float(env.metadata["render_fps"])
 
 
+def render_frame(env: Any) -> np.ndarray:
+    """``env.render()`` of an env made with ``render_mode="rgb_array"``: one (H, W, 3) frame."""
+    frame = env.render()
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"render() returned {type(frame).__name__}, not an rgb_array frame")
+    return frame
+
+
 def save_gif(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
     """Frames as a looping GIF, each shown for one control step (imageio's duration is in ms)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    # imageio's stub asks for an invariant List[ArrayLike]; any sequence of arrays works.
+    imageio.mimsave(path, frames, duration=1000 / fps, loop=0)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -88,11 +97,11 @@ def main() -> None:
         obs, info = env.reset(seed=args.seed, options={"task": args.task} if args.task else None)
         task, instruction = info["task"], str(obs["instruction"])
         expert = envs.make_expert(env, fail_prob=args.fail_prob, seed=args.seed)
-        frames = [env.render()]
+        frames = [render_frame(env)]
         done, step_info = False, info
         while not done:
             obs, _, terminated, truncated, step_info = env.step(expert.act(obs))
-            frames.append(env.render())
+            frames.append(render_frame(env))
             done = terminated or truncated
         success, fps = bool(step_info["is_success"]), float(env.metadata["render_fps"])
         env.close()

@@ -156,7 +156,8 @@ IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 def arrow_schema(features_json: str) -> pa.Schema:
     """Arrow schema of a data file, with the Hugging Face ``datasets`` feature metadata LeRobot relies on."""
     features = json.loads(features_json)
-    fields, hf = [], {}
+    fields: list[pa.Field] = []
+    hf: dict[str, dict[str, Any]] = {}
     for name, ft in features.items():
         if ft["dtype"] == "image":
             fields.append(pa.field(name, IMAGE_TYPE))

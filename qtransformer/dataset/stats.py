@@ -38,9 +38,16 @@ class RunningStats:
         if self.count == 0:
             self.count, self.sum, self.sumsq, self.min, self.max = n, s, ss, lo, hi
             return
+        total, total_sq, low, high = self._arrays()
         self.count += n
-        self.sum, self.sumsq = self.sum + s, self.sumsq + ss
-        self.min, self.max = np.minimum(self.min, lo), np.maximum(self.max, hi)
+        self.sum, self.sumsq = total + s, total_sq + ss
+        self.min, self.max = np.minimum(low, lo), np.maximum(high, hi)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sum, sumsq, min, max); all set together by the first merge."""
+        if self.sum is None or self.sumsq is None or self.min is None or self.max is None:
+            raise ValueError("RunningStats has seen no data yet")
+        return self.sum, self.sumsq, self.min, self.max
 
     def merge_json(self, d: dict[str, Any]) -> None:
         n = int(np.asarray(d["count"]).reshape(-1)[0])
@@ -54,13 +61,14 @@ class RunningStats:
         )
 
     def to_json(self) -> dict[str, list[float]]:
-        mean = self.sum / self.count
-        std = np.sqrt(np.maximum(self.sumsq / self.count - mean**2, 0.0))
+        total, total_sq, low, high = self._arrays()
+        mean = total / self.count
+        std = np.sqrt(np.maximum(total_sq / self.count - mean**2, 0.0))
         return {
             "mean": mean.tolist(),
             "std": std.tolist(),
-            "min": self.min.tolist(),
-            "max": self.max.tolist(),
+            "min": low.tolist(),
+            "max": high.tolist(),
             "count": [self.count],
         }
 

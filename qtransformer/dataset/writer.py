@@ -49,7 +49,7 @@ from qtransformer.dataset.stats import STATS_KEYS, RunningStats
 # ----------------------------------------------------------------------------------------------- files
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a hidden temporary file in the same directory, then ``os.replace`` it into place.
 
     Atomic against a killed process: ``path`` holds either its old content or the complete new one.

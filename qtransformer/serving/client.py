@@ -21,8 +21,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from qtransformer.serving.protocol import ProtocolError, packb, unpackb
 
-_LEGACY = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
-"""websockets >= 17 wants ``legacy=True`` for a connection that outlives a ``with`` block."""
+_LEGACY: dict[str, Any] = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+"""websockets >= 17 wants ``legacy=True`` for a connection that outlives a ``with`` block.
+
+Typed ``Any``: the keyword exists only in some versions, so no overload of ``connect`` can be matched."""
 
 OBSERVATION_KEYS = ("state", "image")
 """Keys of an environment observation that are sent; others (e.g. ``instruction``) are dropped."""
@@ -157,6 +159,8 @@ class PolicyClient:
                 if attempt == self.reconnect_attempts:
                     raise ConnectionError(f"lost the connection to {self.url}: {e}") from e
                 continue
+            if isinstance(raw, str):  # the server sends binary frames only
+                raise ProtocolError("bad_message", "reply is a text frame, not msgpack bytes")
             reply = unpackb(raw)
             if not isinstance(reply, dict):
                 raise ProtocolError("bad_message", f"reply is a {type(reply).__name__}, not a map")

@@ -131,8 +131,9 @@ def _as_protocol_error(e: BaseException) -> ProtocolError:
 def _act(served: Served, requests: Sequence[ActRequest]) -> list[dict[str, Any]]:
     """One forward pass for the whole batch, split back into per-request replies."""
     obs: dict[str, np.ndarray] = {"state": np.stack([r.state for r in requests])}  # (B, S)
-    if all(r.image is not None for r in requests) and "image" in served.spec["observation"]:
-        obs["image"] = np.stack([r.image for r in requests])  # (B, V, H, W, 3)
+    images = [r.image for r in requests if r.image is not None]
+    if len(images) == len(requests) and "image" in served.spec["observation"]:
+        obs["image"] = np.stack(images)  # (B, V, H, W, 3)
     want_q = any(r.return_q for r in requests)
     out = served.policy.act(obs, [r.instruction for r in requests], return_q=want_q)
     version = served.info["version"]
