@@ -259,7 +259,9 @@ def failures(
     rng = np.random.default_rng(seed)
     expert = make_expert(env, seed=0)
     q_start: list[tuple[float, float]] = []  # (greedy action, expert action) at each start state
-    gamma = float((policy.meta.get("loss") or {}).get("gamma", 0.98))
+    from qtransformer.checkpoint import load_policy_checkpoint
+
+    gamma = load_policy_checkpoint(policy_dir).returns.gamma
     returns: list[float] = []  # the greedy episodes' discounted returns from their start states
 
     def play(start: int, instruction: str | None) -> tuple[bool, str]:
@@ -382,39 +384,37 @@ def relearn(
     warmup: int,
     online_fraction: float,
     n_step: int | None,
-    double_q: bool,
     seed: int,
     save: str | None = None,
     online_alpha: float | None = None,
 ) -> dict[str, object]:
     import dataclasses
 
+    from finetune.builder import load_prior, make_policy
     from finetune.learner import Learner
     from finetune.replay import EpisodeReplay
     from finetune.store import EpisodeStore
-    from finetune.train import EVAL_SEED, FinetuneArgs, load_prior, make_policy, value_scale
+    from finetune.train import EVAL_SEED, FinetuneArgs
     from qtransformer.checkpoint import load_policy_checkpoint
     from qtransformer.config import TrainConfig
     from qtransformer.model import QTransformer
+    from qtransformer.returns import ReturnConfig, ReturnOverrides, resolve_returns
     from qtransformer.rollout import evaluate
 
     task = load_policy_checkpoint(Path(run, "policy")).meta["task"]
     args = FinetuneArgs(env="navigate", task=task, pretrained=pretrained, prior_data=prior, seed=seed)
     args = dataclasses.replace(args, optim=dataclasses.replace(args.optim, lr=lr, warmup_steps=warmup))
     policy, encoder_name = make_policy(args)
-    loss = value_scale(args.loss, policy.meta.get("loss"))
-    loss = dataclasses.replace(
-        loss,
-        timeout_is_failure=True,
-        double_q=double_q,
-        online_alpha=online_alpha,
-        **({"n_step": n_step} if n_step else {}),
+    returns = resolve_returns(
+        ReturnConfig.from_dict(policy.meta["returns"]),
+        ReturnOverrides(n_step=n_step, timeout_is_failure=True),
     )
-    cfg = TrainConfig(model=policy.model.cfg, loss=loss, optim=args.optim)
+    loss = dataclasses.replace(args.loss, online_alpha=online_alpha)
+    cfg = TrainConfig(model=policy.model.cfg, loss=loss, optim=args.optim, returns=returns)
     model = QTransformer(policy.model.cfg)
     model.load_state_dict(policy.model.state_dict())
     learner = Learner(model, cfg, policy.bins, policy.encoder, seed=seed)
-    replays = [EpisodeReplay(loss.gamma, loss.n_step, 0, seed + i, True) for i in range(2)]
+    replays = [EpisodeReplay(returns, 1, seed + i) for i in range(2)]
     for ep in load_prior(args, use_images=False):
         replays[0].add(ep)
     practice = EpisodeStore(Path(run, "episodes")).load_all()
@@ -436,7 +436,8 @@ def relearn(
         from qtransformer.checkpoint import save_policy_checkpoint
 
         meta = {**policy.meta, "task": task, "loss": dataclasses.asdict(loss)}
-        save_policy_checkpoint(save, learner.acc.unwrap_model(learner.model), policy.bins, encoder_name, meta)
+        model_out = learner.acc.unwrap_model(learner.model)
+        save_policy_checkpoint(save, model_out, policy.bins, encoder_name, meta, returns=returns)
     return {
         "practice_episodes": len(practice),
         "practice_successes": sum(e.success for e in practice),
@@ -445,8 +446,7 @@ def relearn(
         "lr": lr,
         "warmup": warmup,
         "online_fraction": online_fraction,
-        "n_step": loss.n_step,
-        "double_q": double_q,
+        "n_step": returns.n_step,
         "online_alpha": online_alpha,
     }
 
@@ -502,7 +502,6 @@ def main() -> None:
     r.add_argument("--warmup", type=int, default=0)
     r.add_argument("--online-fraction", type=float, default=0.5, help="share of each batch from the practice")
     r.add_argument("--n-step", type=int, default=None, help="n-step returns (default: the policy's)")
-    r.add_argument("--double-q", action="store_true", help="double Q-learning targets (LossConfig.double_q)")
     r.add_argument("--save", default=None, help="write the relearned policy here")
     r.add_argument("--online-alpha", type=float, default=None, help="conservative weight on practice samples")
     r.add_argument("--seed", type=int, default=0)
@@ -519,7 +518,6 @@ def main() -> None:
             args.warmup,
             args.online_fraction,
             args.n_step,
-            args.double_q,
             args.seed,
             args.save,
             args.online_alpha,
