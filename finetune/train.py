@@ -75,7 +75,8 @@ class FinetuneArgs:
     """Q-head dropout during fine-tuning (DroQ-style regularisation for high update ratios)."""
     returns: ReturnOverrides = field(default_factory=ReturnOverrides)
     """Return definition: each field left unset takes the pretrained policy's (``ReturnConfig``'s default
-    without a checkpoint); ``gamma`` and ``min_return`` may only restate the pretrained policy's."""
+    without a checkpoint). The discount and the minimal return are always the pretrained policy's: they
+    fix what its Q-values mean."""
     loss: LossConfig = field(default_factory=lambda: LossConfig(behavior_online=False))
     """Loss settings. Practice samples do not train the support head (``behavior_online`` False), and with a support head
     they get no conservative term (``online_alpha`` None resolves to 0 then, to ``alpha`` without one),

@@ -122,7 +122,9 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     meta = dataset_meta(args.dataset)
     cfg = model_config(args, meta)
     acc = Accelerator(
-        cpu=not torch.cuda.is_available(),  # Accelerate needs cpu=True to form a MULTI_CPU group
+        # Accelerate needs cpu=True to form a MULTI_CPU group; ACCELERATE_USE_CPU=1 keeps a GPU machine on the CPU.
+        cpu=not torch.cuda.is_available()
+        or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"),
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=cfg.optim.grad_accum_steps,
         log_with="tensorboard",

@@ -56,7 +56,7 @@ class PretrainArgs:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 2000
-    """Optimiser steps to train for (the schedule length follows it unless --optim.total-steps is set)."""
+    """Optimiser steps to train for; the learning-rate schedule spans them."""
     batch_size: int = 64
     """Samples per process per micro-batch (the global batch is batch_size x processes x accumulation)."""
     num_frames: int = 1

@@ -1,4 +1,4 @@
-"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 5 minutes).
+"""``qt demo``: the whole system in one command, small enough for 2 CPU cores (about 7 minutes).
 
 1. generate a mixed-quality multi-task dataset with the scripted experts (``qt datagen``);
 2. pretrain a Q-Transformer offline on it (``qt pretrain``);

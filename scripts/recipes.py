@@ -180,22 +180,33 @@ SIZE_FLAGS = ("--preset", "--episodes", "--transitions")
 """``qt datagen`` flags that set the dataset's size; one given on the command line replaces the recipe's."""
 
 
+def _matching(name: str, env: str | None, what: str) -> Recipe:
+    """The recipe ``name``, which must be one of ``env`` (a recipe of another env would set what that env
+    does not have, e.g. GarbageSort's state mask on Navigate's state)."""
+    r = get_recipe(name)
+    if env is not None and r.env != env:
+        raise ValueError(f"recipe {name!r} is for the {r.env} env, but {what} is {env}")
+    return r
+
+
 def cli_defaults(command: str, argv: list[str]) -> Any | None:
     """The recipe's arguments for ``qt <command> argv`` (the defaults tyro shows and parses against), or
     None where no recipe applies (an env without one, a command without recipes, a missing dataset)."""
     name = _flag(argv, "--recipe")
     if command == "pretrain":
         dataset = _flag(argv, "--dataset")
+        env = dataset_env(dataset) if dataset is not None else None
         if name is not None:
-            get_recipe(name)
+            _matching(name, env, f"the dataset {dataset}'s env")
         if dataset is None:
             return None
-        name = name or dataset_env(dataset)
+        name = name or env
         return pretrain_args(name, dataset) if name is not None and name in RECIPES else None
     if command in ("datagen", "finetune"):
+        env = _flag(argv, "--env")
         if name is not None:
-            get_recipe(name)  # an unknown name is an error, not a silent fall back
-        name = name or _flag(argv, "--env") or "garbage_sort"
+            _matching(name, env, "--env")  # an unknown name is an error, not a silent fall back
+        name = name or env or "garbage_sort"
         if name not in RECIPES:
             return None
         if command == "finetune":

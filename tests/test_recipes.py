@@ -43,9 +43,17 @@ def test_finetune_and_datagen_take_the_recipe_of_their_env() -> None:
     assert tiny.episodes is None and tiny.plan()["episodes"] == 6 and tiny.control_hz == 4.0
 
 
-def test_an_unknown_recipe_is_an_error_naming_the_choices() -> None:
+def test_an_unknown_or_mismatched_recipe_is_an_error(navigate_data: Path) -> None:
     with pytest.raises(ValueError, match="unknown recipe 'nope'.*garbage_sort"):
         parse_args("finetune", ["--recipe", "nope"])
+    with pytest.raises(
+        ValueError, match="recipe 'garbage_sort' is for the garbage_sort env, but --env is navigate"
+    ):
+        parse_args("finetune", ["--env", "navigate", "--recipe", "garbage_sort"])
+    with pytest.raises(
+        ValueError, match="recipe 'garbage_sort' is for the garbage_sort env, but the dataset"
+    ):
+        parse_args("pretrain", ["--dataset", str(navigate_data), "--recipe", "garbage_sort"])
 
 
 def test_the_garbage_sort_recipe_is_the_headline_runs_settings() -> None:
