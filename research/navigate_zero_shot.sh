@@ -19,7 +19,7 @@ for method in qt bc; do
   ckpts=("$runs/${method}_s0/policy" "$runs/${method}_s1/policy" "$runs/${method}_s2/policy")
   for split in tuning test; do
     qt evaluate --checkpoint "${ckpts[@]}" --split "$split" --record "navigate-$method-zero-shot-$split" \
-      --command "$here" --note "Pretrained on the navigate recipe's data (1,500 episodes at 4 Hz), $method; no fine-tuning."
+      --command "$here" --oracle --note "Pretrained on the navigate recipe's data (1,500 episodes at 4 Hz), $method; no fine-tuning. Oracle input: the state holds every landmark's exact position, which a robot would have to perceive."
   done
 done
 python -m scripts.results_table
