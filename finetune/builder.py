@@ -155,7 +155,7 @@ INPUT_STATS = ("state_mean", "state_std", "instruction_mean", "instruction_std")
 
 def standardise_from_prior(model: QTransformer, args: FinetuneArgs, text: TextEncoder) -> None:
     """A new network's input statistics from the prior data (``ModelConfig.normalize_*``)."""
-    from qtransformer.dataset import apply_instruction_stats, apply_state_stats, dataset_meta
+    from qtransformer.dataset import apply_input_stats, dataset_meta
 
     cfg = model.cfg
     for name, on in (
@@ -168,11 +168,7 @@ def standardise_from_prior(model: QTransformer, args: FinetuneArgs, text: TextEn
                 f"or set {name} to False"
             )
     if cfg.normalize_state or cfg.normalize_instruction:
-        meta = dataset_meta(str(args.prior_data))
-        if cfg.normalize_state:
-            apply_state_stats(model, meta, str(args.prior_data))
-        if cfg.normalize_instruction:
-            apply_instruction_stats(model, meta["instructions"], text)
+        apply_input_stats(model, dataset_meta(str(args.prior_data)), str(args.prior_data), text)
 
 
 def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransformerPolicy, str]:

@@ -116,7 +116,7 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     from accelerate.utils import ProjectConfiguration, set_seed
 
     from pretrain.loader import OfflineLoader
-    from qtransformer.dataset import EpisodeFilter, apply_instruction_stats, apply_state_stats, dataset_meta
+    from qtransformer.dataset import EpisodeFilter, apply_input_stats, dataset_meta
 
     out = Path(args.out)
     meta = dataset_meta(args.dataset)
@@ -132,11 +132,8 @@ def build_pretrain(args: PretrainArgs) -> PretrainRun:
     )
     set_seed(args.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     model = QTransformer(cfg.model)
-    if cfg.model.normalize_state:
-        apply_state_stats(model, meta, args.dataset)
     encoder = TextEncoder(args.encoder)
-    if cfg.model.normalize_instruction:
-        apply_instruction_stats(model, meta["instructions"], encoder)
+    apply_input_stats(model, meta, args.dataset, encoder)
     target = None if args.method == "bc" else make_target(model).to(acc.device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)

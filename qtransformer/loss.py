@@ -51,14 +51,6 @@ LossMethod = Literal["qtransformer", "bc"]
 """Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network) or ``bc_loss``."""
 
 
-def model_cfg(model: nn.Module) -> ModelConfig:
-    """The ModelConfig of a (possibly DDP-wrapped) QTransformer."""
-    cfg = config_of(model)
-    if cfg is None:
-        raise ValueError(f"{type(model).__name__} has no ModelConfig (not a QTransformer)")
-    return cfg
-
-
 def config_of(model: nn.Module) -> ModelConfig | None:
     """The ModelConfig of a (possibly DDP-wrapped) QTransformer; None for stand-ins without one."""
     return getattr(getattr(model, "module", model), "cfg", None)

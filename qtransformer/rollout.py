@@ -73,19 +73,13 @@ def run_episode(
     record: bool = False,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     keep_trajectory: bool = False,
-    act_instruction: str | None = None,
 ) -> EpisodeResult:
-    """One episode, greedy unless ``act_kwargs`` (a dict, or a function called every step) says otherwise.
-
-    ``act_instruction`` is given to the policy instead of the env's instruction (exploring with another
-    skill the policy knows); the result still reports, and the env still rewards, the env's task.
-    """
+    """One episode, greedy unless ``act_kwargs`` (a dict, or a function called every step) says otherwise."""
     cfg = policy.model.cfg
     history = FrameHistory(cfg.num_images) if cfg.image_size > 0 else None
     obs, info = env.reset(seed=seed, options=options)
     reset_info = dict(info)
     instruction = str(obs["instruction"])
-    command = act_instruction if act_instruction is not None else instruction
     frames = [env.render()] if record else []
     traj: dict[str, list[Any]] = {
         "state": [obs["state"]],
@@ -97,7 +91,7 @@ def run_episode(
     while not done:
         kwargs = act_kwargs() if callable(act_kwargs) else (act_kwargs or {})
         prev = obs
-        out = policy.act(policy_inputs(obs, history, first), [command], **kwargs)
+        out = policy.act(policy_inputs(obs, history, first), [instruction], **kwargs)
         first = False
         obs, reward, terminated, truncated, info = env.step(out.actions[0])
         steps += 1

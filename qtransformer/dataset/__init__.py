@@ -66,6 +66,7 @@ from qtransformer.dataset.schema import (
 from qtransformer.dataset.stats import (
     STATS_KEYS,
     RunningStats,
+    apply_input_stats,
     apply_instruction_stats,
     apply_state_stats,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "EpisodeInfo",
     "FileColumns",
     "RunningStats",
+    "apply_input_stats",
     "apply_instruction_stats",
     "apply_state_stats",
     "atomic_write",

@@ -97,3 +97,12 @@ def apply_instruction_stats(model: QTransformer, instructions: list[str], encode
         )
     emb = encoder.encode(distinct).float()
     model.set_instruction_stats(emb.mean(0), emb.std(0, unbiased=False))
+
+
+def apply_input_stats(model: QTransformer, meta: dict[str, Any], dataset: str, encoder: TextEncoder) -> None:
+    """The input standardisation the model's config asks for (``normalize_state`` and/or
+    ``normalize_instruction``), from the dataset ``meta = dataset_meta(dataset)`` describes."""
+    if model.cfg.normalize_state:
+        apply_state_stats(model, meta, dataset)
+    if model.cfg.normalize_instruction:
+        apply_instruction_stats(model, meta["instructions"], encoder)
