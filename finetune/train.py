@@ -161,22 +161,39 @@ def run_actor_process(
     endpoint.close()
 
 
+def value_calibration(res: Mapping[str, Any], task: str, gamma: float) -> dict[str, float]:
+    """How far the critic's value of its greedy first action is from what the episode then earned: the
+    mean predicted value (``q_greedy``), the mean discounted return of the greedy episode (``gamma`` to
+    the power of the steps before the success reward, 0 for a failure; ``return_greedy``), and their
+    difference (``overestimation``)."""
+    qs = res["q_first"][task]
+    if not qs or any(q is None for q in qs):
+        return {}
+    earned = [gamma ** (n - 1) if ok else 0.0 for ok, n in zip(res["successes"][task], res["lengths"][task])]
+    q, g = float(np.mean(qs)), float(np.mean(earned))
+    return {"q_greedy": q, "return_greedy": g, "overestimation": q - g}
+
+
 def evaluate_run(run: FinetuneRun, writer: Any) -> None:
     """One curve point: greedy success on the target task from the fixed evaluation starts (the same at
     every point, so the curve shows the policy changing rather than one set of starts being harder)."""
     if not run.args.eval_episodes:
         return
     res = evaluate(run.policy, run.make_env, [run.task], run.args.eval_episodes, seed=EVAL_SEED)
+    over = value_calibration(res, run.task, run.returns.gamma)
     run.curve.append(
         {
             "env_steps": run.counters["env_steps"],
             "success_rate": res["success_rate"],
+            **over,
             "updates": run.learner.updates,
             "safety_violations": run.counters["safety_violations"],
             "human_resets": run.counters["human_resets"],
         }
     )
     writer.add_scalar("charts/eval_success_rate", res["success_rate"], run.counters["env_steps"])
+    for k, v in over.items():
+        writer.add_scalar(f"charts/{k}", v, run.counters["env_steps"])
     write_json(run.out / "curve.json", run.curve)  # atomic: a reader never sees half a file
 
 

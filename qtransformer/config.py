@@ -71,6 +71,10 @@ class ModelConfig:
     """LayerNorm in the Q head (stabilises high update-to-data fine-tuning, RLPD-style)."""
     head_dropout: tyro.conf.Suppress[float] = 0.0
     """Dropout in the Q head (DroQ-style regularisation for high update-to-data ratios)."""
+    q_ensemble: int = 1
+    """Q heads on the shared transformer (a REDQ-style ensemble, Chen et al. 2021): acting and serving
+    use their mean; each head regresses toward one target, the minimum over a random subset of the
+    target network's heads (``LossConfig.ensemble_subset``) at the bin their mean prefers. 1: one head."""
     q_activation: tyro.conf.Suppress[Literal["sigmoid", "none"]] = "sigmoid"
     """Sigmoid keeps Q in [0, 1], the range of discounted sparse 0/1 returns."""
     normalize_instruction: bool = False
@@ -107,6 +111,7 @@ class ModelConfig:
         _check(self.state_dim > 0 or self.image_size > 0, "the model needs a state vector or images")
         _check(self.d_model % self.n_heads == 0, f"n_heads={self.n_heads} must divide d_model={self.d_model}")
         _check(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+        _check(self.q_ensemble >= 1, f"q_ensemble must be >= 1, got {self.q_ensemble}")
         _check(0.0 <= self.dropout < 1.0 and 0.0 <= self.head_dropout < 1.0, "dropout must be in [0, 1)")
         _check(len(self.conv_channels) >= 1, "conv_channels needs at least one stage")
         _check(0.0 <= self.support_tau <= 1.0, f"support_tau must be in [0, 1], got {self.support_tau}")
@@ -199,8 +204,14 @@ class LossConfig:
     rounded Gaussian of the same std, so that later dimensions do not learn to read the exact earlier
     bin."""
 
+    ensemble_subset: tyro.conf.Suppress[int] = 2
+    """Target heads (of ``ModelConfig.q_ensemble``) drawn at random for each batch; the TD target is
+    their minimum (REDQ's in-target minimisation, which counters the max's overestimation). Capped at the
+    ensemble's size."""
+
     def __post_init__(self) -> None:
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        _check(self.ensemble_subset >= 1, f"ensemble_subset must be >= 1, got {self.ensemble_subset}")
         _check(
             self.online_alpha is None or self.online_alpha >= 0.0,
             f"online_alpha must be None or >= 0, got {self.online_alpha}",

@@ -22,6 +22,10 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
   the network is conditioned on are moved by a rounded Gaussian of std s;
 - total: ``td + alpha * conservative``; samples collected online while fine-tuning (``batch.online``)
   weigh the conservative term by ``online_alpha`` instead, when it is set.
+With an ensemble of Q heads (``ModelConfig.q_ensemble`` = E > 1, REDQ), every head takes the TD and
+conservative terms above (averaged over heads), and each ``max_k Q_target`` becomes
+``min_{e in M} Q_target^e(.., k*)`` with ``k*`` the bin the heads' mean prefers and ``M`` a random subset
+of ``ensemble_subset`` heads, drawn once per batch.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
 head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the
@@ -61,6 +65,11 @@ def support_tau(model: nn.Module) -> float:
     return float(getattr(config_of(model), "support_tau", 0.0))
 
 
+def ensemble_size(model: nn.Module) -> int:
+    """``ModelConfig.q_ensemble`` of a (possibly wrapped) model; 1 for stand-ins without a config."""
+    return int(getattr(config_of(model), "q_ensemble", 1))
+
+
 def check_batch(batch: Batch, num_bins: int) -> None:
     """Entry-point shape checks; the model checks observation shapes itself."""
     B = batch.size
@@ -92,31 +101,43 @@ def td_targets(
     bins = batch.action_bins
     D = bins.shape[1]
     tau = support_tau(target_model)
+    E = ensemble_size(target_model)
+    # REDQ: one random subset of the target's heads per batch; its minimum is the value of a bin.
+    subset = torch.randperm(E, device=bins.device)[: min(cfg.ensemble_subset, E)] if E > 1 else None
 
     def target_q(state: torch.Tensor, prev: torch.Tensor, images) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The target network's Q (B, j+1, K) and, with a support constraint, the bins it allows."""
+        """The target network's Q ((E,) B, j+1, K) and, with a support constraint, the bins it allows."""
+        kw = {"members": True} if subset is not None else {}
         if tau <= 0:
-            return target_model(state, batch.instruction_emb, prev, images), None
-        q, logits = target_model(state, batch.instruction_emb, prev, images, return_behavior=True)
+            return target_model(state, batch.instruction_emb, prev, images, **kw), None
+        q, logits = target_model(state, batch.instruction_emb, prev, images, return_behavior=True, **kw)
         return q, supported(logits, tau)
 
     def best(q_target: torch.Tensor, ok: torch.Tensor | None) -> torch.Tensor:
         """max_k of the target's Q over the last axis (over the supported bins only, with a support
-        constraint)."""
+        constraint). With an ensemble (a leading axis of heads): the bin the heads' mean prefers, valued
+        at the minimum over the batch's subset of heads."""
+        if subset is None:
+            if ok is not None:
+                q_target = q_target.masked_fill(~ok, float("-inf"))
+            return q_target.max(dim=-1).values
+        mean = q_target.mean(0)
         if ok is not None:
-            q_target = q_target.masked_fill(~ok, float("-inf"))
-        return q_target.max(dim=-1).values
+            mean = mean.masked_fill(~ok, float("-inf"))
+        k = mean.argmax(-1, keepdim=True)  # (B, j, 1)
+        low = q_target[subset].min(0).values  # (B, j, K)
+        return low.gather(-1, k).squeeze(-1)
 
     # Q_target(s_t, a_{<i+1}, .) for dims 1..D-1, teacher-forced with the dataset's bins.
     targets = []
     if D > 1:
-        q_same, ok = target_q(batch.state, bins[:, :-1], batch.images)  # (B, D, K)
+        q_same, ok = target_q(batch.state, bins[:, :-1], batch.images)  # ((E,) B, D, K)
         ok = None if ok is None else ok[:, 1:]
-        targets.append(best(q_same[:, 1:], ok))
+        targets.append(best(q_same[..., 1:, :], ok))
     # The last dimension bootstraps from the first dimension at s_{t+n}.
     empty = bins[:, :0]
     q_next, ok = target_q(batch.next_state, empty, batch.next_images)
-    q_next = q_next[:, :1]  # (B, 1, K)
+    q_next = q_next[..., :1, :]  # ((E,) B, 1, K)
     ok = None if ok is None else ok[:, :1]
     next_value = best(q_next, ok)[:, 0]  # (B,)
     N = batch.rewards.shape[1]
@@ -187,14 +208,18 @@ def qtransformer_loss(
     bins = batch.action_bins
     prev = _conditioning_bins(model, batch, cfg)
     behavior = None
+    members = ensemble_size(model) > 1
+    kw = {"members": True} if members else {}
     if support_tau(model) > 0:
-        q, behavior = model(batch.state, batch.instruction_emb, prev, batch.images, return_behavior=True)
+        q, behavior = model(
+            batch.state, batch.instruction_emb, prev, batch.images, return_behavior=True, **kw
+        )
     else:
-        q = model(batch.state, batch.instruction_emb, prev, batch.images)  # (B, D, K)
+        q = model(batch.state, batch.instruction_emb, prev, batch.images, **kw)
+    q = q.float() if members else q.float()[None]  # (E, B, D, K): every head regresses toward y
     check_batch(batch, q.shape[-1])
-    q = q.float()
     y, mc_active = td_targets(target_model, batch, cfg, returns)
-    q_taken = q.gather(-1, bins[..., None]).squeeze(-1)  # (B, D)
+    q_taken = q.gather(-1, bins[None, ..., None].expand(q.shape[0], -1, -1, 1)).squeeze(-1)  # (E, B, D)
     K = q.shape[-1]
     if cfg.bin_smoothing > 0:
         w = neighbour_weights(bins, K, cfg.bin_smoothing)  # (B, D, K), 1 on the data's bin
@@ -202,8 +227,10 @@ def qtransformer_loss(
         not_taken = 1.0 - w
     else:
         td = 0.5 * (q_taken - y).pow(2).mean()
-        not_taken = torch.ones_like(q).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 on bins not taken
-    per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1)  # (B,)
+        not_taken = torch.ones_like(q[0]).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 off the data
+    # (B,): the conservative term of each sample, averaged over the heads.
+    per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1).mean(0)
+    q_taken = q_taken.mean(0)  # (B, D): the ensemble's value of the data's bins
     conservative = per_sample.mean()
     weight = torch.full_like(per_sample, cfg.alpha)
     if cfg.online_alpha is not None and batch.online is not None:

@@ -222,16 +222,21 @@ class QTransformer(nn.Module):
             Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
+
         # Fixed layout (Linear, LayerNorm|Identity, GELU, Dropout, Linear) so that fine-tuning can turn
         # dropout on in a pretrained network without changing its parameter names.
-        head: list[nn.Module] = [
-            nn.Linear(d, d),
-            nn.LayerNorm(d) if cfg.head_layernorm else nn.Identity(),
-            nn.GELU(),
-            nn.Dropout(cfg.head_dropout),
-            nn.Linear(d, K),
-        ]
-        self.head = nn.Sequential(*head)
+        def q_head() -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(d, d),
+                nn.LayerNorm(d) if cfg.head_layernorm else nn.Identity(),
+                nn.GELU(),
+                nn.Dropout(cfg.head_dropout),
+                nn.Linear(d, K),
+            )
+
+        self.head = q_head()
+        # The ensemble's other heads (ModelConfig.q_ensemble); the first keeps the one-head names.
+        self.extra_heads = nn.ModuleList(q_head() for _ in range(cfg.q_ensemble - 1))
         # Support head (ModelConfig.support_tau): logits of the data's bin distribution per dimension.
         self.behavior_head = (
             nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, K))
@@ -341,12 +346,25 @@ class QTransformer(nn.Module):
         """Change the Q head's dropout rate (no parameters change, so checkpoints stay compatible)."""
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {p}")
-        cast(nn.Dropout, self.head[3]).p = p  # the fixed head layout above
+        for head in self.q_heads():
+            cast(nn.Dropout, head[3]).p = p  # the fixed head layout above
         self.cfg.head_dropout = p
 
-    def q_values(self, h: torch.Tensor) -> torch.Tensor:
-        q = self.head(self.ln_f(h))
+    def q_heads(self) -> list[nn.Sequential]:
+        return [self.head, *cast(Iterable[nn.Sequential], self.extra_heads)]
+
+    def q_members(self, h: torch.Tensor) -> torch.Tensor:
+        """Every ensemble head's Q-values: (E, *h.shape[:-1], K)."""
+        x = self.ln_f(h)
+        q = torch.stack([head(x) for head in self.q_heads()])
         return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+
+    def q_values(self, h: torch.Tensor) -> torch.Tensor:
+        """Q-values (*h.shape[:-1], K): the ensemble's mean (the one head's, without an ensemble)."""
+        if self.cfg.q_ensemble == 1:
+            q = self.head(self.ln_f(h))
+            return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+        return self.q_members(h).mean(0)
 
     def behavior_logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.behavior_head is None:
@@ -376,17 +394,19 @@ class QTransformer(nn.Module):
         prev_bins: torch.Tensor,  # (B, j), 0 <= j <= D-1: bins of dimensions 0..j-1
         images: torch.Tensor | None = None,  # (B, V, H, W, 3) uint8
         return_behavior: bool = False,
+        members: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced Q-values for dimensions 0..j: (B, j+1, K); with ``return_behavior`` also the
-        support head's logits of the same shape."""
+        """Teacher-forced Q-values for dimensions 0..j: (B, j+1, K), or with ``members`` every ensemble
+        head's (E, B, j+1, K); with ``return_behavior`` also the support head's logits (B, j+1, K)."""
         if prev_bins.ndim != 2 or prev_bins.shape[1] > self.cfg.action_dim - 1:
             raise ValueError(
                 f"prev_bins must be (B, j) with j <= {self.cfg.action_dim - 1}, got {tuple(prev_bins.shape)}"
             )
         h = self._hidden(state, instruction_emb, prev_bins, images)
+        q = self.q_members(h) if members else self.q_values(h)
         if return_behavior:
-            return self.q_values(h), self.behavior_logits(h)
-        return self.q_values(h)
+            return q, self.behavior_logits(h)
+        return q
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

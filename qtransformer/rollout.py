@@ -62,6 +62,9 @@ class EpisodeResult:
     last_info: dict[str, Any] = field(default_factory=dict)
     reset_info: dict[str, Any] = field(default_factory=dict)
     """The info of the episode's reset (``human_reset_needed`` is reported there)."""
+    q_first: float | None = None
+    """The policy's value of its first action (the last dimension's Q at the chosen bins), where the
+    first action was the greedy one (no ``act_kwargs``): what the policy expects to earn."""
 
 
 def run_episode(
@@ -88,10 +91,14 @@ def run_episode(
         "reward": [],
     }
     first, done, steps, violations, success, terminated = True, False, 0, 0, False, False
+    q_first = None
     while not done:
         kwargs = act_kwargs() if callable(act_kwargs) else (act_kwargs or {})
         prev = obs
-        out = policy.act(policy_inputs(obs, history, first), [instruction], **kwargs)
+        greedy_first = first and not kwargs
+        out = policy.act(policy_inputs(obs, history, first), [instruction], return_q=greedy_first, **kwargs)
+        if greedy_first and out.q_values is not None:
+            q_first = float(out.q_values[0, -1, out.bins[0, -1]])
         first = False
         obs, reward, terminated, truncated, info = env.step(out.actions[0])
         steps += 1
@@ -127,6 +134,7 @@ def run_episode(
         trajectory,
         dict(info),
         reset_info,
+        q_first,
     )
 
 
@@ -141,11 +149,13 @@ def evaluate(
 
     Episode ``e`` of the ``ti``-th task starts from seed ``seed + 1000 * ti + e``. ``successes`` and
     ``lengths`` hold every episode's outcome and step count per task, in that order, for callers that
-    pool episodes (intervals) or time the successful ones.
+    pool episodes (intervals) or time the successful ones; ``q_first`` the policy's value of each
+    episode's first action (to compare with the return the episode earned).
     """
     env = make_env()
     per_task: dict[str, list[bool]] = {}
     lengths: dict[str, list[int]] = {}
+    q_first: dict[str, list[float | None]] = {}
     violations = 0
     try:
         for ti, task in enumerate(tasks):
@@ -153,6 +163,7 @@ def evaluate(
                 r = run_episode(policy, env, seed=seed + 1000 * ti + e, options={"task": task})
                 per_task.setdefault(task, []).append(r.success)
                 lengths.setdefault(task, []).append(r.length)
+                q_first.setdefault(task, []).append(r.q_first)
                 violations += r.safety_violations
     finally:
         env.close()
@@ -165,4 +176,5 @@ def evaluate(
         "safety_violations": violations,
         "successes": per_task,
         "lengths": lengths,
+        "q_first": q_first,
     }

@@ -37,9 +37,9 @@ class DemoArgs:
     """Online environment steps on the held-out task."""
     eval_episodes: int = 5
     """Evaluation episodes per training task (two phrasing sets)."""
-    heldout_episodes: int = 20
-    """Evaluation episodes of the held-out task: before and after fine-tuning, and at every point of
-    the fine-tuning curve."""
+    heldout_episodes: int = 50
+    """Evaluation episodes of the held-out task: before and after fine-tuning (each reported with its
+    95% interval), and at every point of the fine-tuning curve."""
     workers: int = 2
     """Data-generation processes."""
     seed: int = 0
@@ -137,6 +137,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         "pretrained_success_heldout_paraphrases": pre["heldout"]["success_rate"],
         "heldout_task": heldout_task,
         "zero_shot_success_heldout_task": zero["success_rate"],
+        "zero_shot_ci95_heldout_task": _interval(zero["success_rate"], args.heldout_episodes),
+        "finetuned_ci95_heldout_task": _interval(after["train"]["success_rate"], args.heldout_episodes),
         "finetuned_success_heldout_task": after["train"]["success_rate"],
         "finetuned_success_heldout_task_heldout_paraphrases": after["heldout"]["success_rate"],
         "finetune_curve": ft["curve"],
@@ -151,8 +153,15 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     return results
 
 
+def _interval(rate: float, n: int) -> list[float]:
+    from pretrain.evaluate import wilson_interval
+
+    return list(wilson_interval(round(rate * n), n))
+
+
 def _report(r: dict[str, Any]) -> str:
     pct = lambda x: f"{100 * x:.0f}%"  # noqa: E731
+    ci = lambda c: f"[{100 * c[0]:.0f}, {100 * c[1]:.0f}]"  # noqa: E731
     n_train, n_held = (
         r["args"]["eval_episodes"] * len(r["per_task_pretrained"]),
         r["args"]["heldout_episodes"],
@@ -164,13 +173,13 @@ def _report(r: dict[str, Any]) -> str:
             "",
             f"Control rate {r['control_hz']:g} Hz.",
             "",
-            "| stage | episodes | success |",
-            "|---|---|---|",
-            f"| pretrained, training tasks, training phrasings | {n_train} | {pct(r['pretrained_success_train_tasks'])} |",
-            f"| pretrained, training tasks, held-out phrasings | {n_train} | {pct(r['pretrained_success_heldout_paraphrases'])} |",
-            f"| held-out task `{r['heldout_task']}`, zero-shot | {n_held} | {pct(r['zero_shot_success_heldout_task'])} |",
-            f"| held-out task after fine-tuning | {n_held} | {pct(r['finetuned_success_heldout_task'])} |",
-            f"| held-out task after fine-tuning, held-out phrasings | {n_held} | {pct(r['finetuned_success_heldout_task_heldout_paraphrases'])} |",
+            "| stage | episodes | success | 95% interval |",
+            "|---|---|---|---|",
+            f"| pretrained, training tasks, training phrasings | {n_train} | {pct(r['pretrained_success_train_tasks'])} | |",
+            f"| pretrained, training tasks, held-out phrasings | {n_train} | {pct(r['pretrained_success_heldout_paraphrases'])} | |",
+            f"| held-out task `{r['heldout_task']}`, zero-shot | {n_held} | {pct(r['zero_shot_success_heldout_task'])} | {ci(r['zero_shot_ci95_heldout_task'])} |",
+            f"| held-out task after fine-tuning | {n_held} | {pct(r['finetuned_success_heldout_task'])} | {ci(r['finetuned_ci95_heldout_task'])} |",
+            f"| held-out task after fine-tuning, held-out phrasings | {n_held} | {pct(r['finetuned_success_heldout_task_heldout_paraphrases'])} | |",
             "",
             f"Fine-tuning safety violations: {r['finetune_safety_violations']}. Total time {total / 60:.1f} min "
             f"({', '.join(f'{k[:-2]} {v:.0f}s' for k, v in r['timings_s'].items())}).",

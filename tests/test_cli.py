@@ -167,6 +167,11 @@ def test_demo_tiny(tmp_path):
     # The zero-shot and final figures are the curve's end points: the same start states, one evaluator.
     assert res["zero_shot_success_heldout_task"] == res["finetune_curve"][0]["success_rate"]
     assert res["finetuned_success_heldout_task"] == res["finetune_curve"][-1]["success_rate"]
+    # Each held-out figure comes with its Wilson interval over the episodes played.
+    from pretrain.evaluate import wilson_interval
+
+    k = round(2 * res["finetuned_success_heldout_task"])
+    assert res["finetuned_ci95_heldout_task"] == list(wilson_interval(k, 2))
     # Navigate's demo runs at 4 Hz: the data records it and the fine-tuned policy kept it.
     assert res["control_hz"] == 4.0
     assert json.loads((out / "data" / "meta" / "info.json").read_text())["fps"] == 4

@@ -71,6 +71,8 @@ def test_finetune_masters_a_heldout_instruction(pretrained, tmp_path):
     assert s["task"] == "go_middle" and s["prior_episodes"] == 100
     assert s["curve"][0]["env_steps"] == 0  # the zero-shot point
     assert s["final_success_rate"] >= 0.8, s["curve"]
+    assert s["final_success_rate"] > s["curve"][0]["success_rate"]  # practice raised it
+    assert all(0.0 <= p["q_greedy"] <= 1.0 and 0.0 <= p["return_greedy"] <= 1.0 for p in s["curve"])
     assert s["updates"] == pytest.approx(2.0 * s["env_steps"], abs=2)
     assert len(EpisodeStore(tmp_path / "run" / "episodes")) == s["episodes"]
     assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
@@ -284,3 +286,20 @@ def test_scratch_init_keeps_the_pretrained_shape_and_input_statistics_with_new_w
     learnt = [k for k in new if new[k].ndim >= 2 and "film" not in k]  # randomly initialised matrices
     assert learnt and all(not torch.equal(new[k], old[k]) for k in learnt)
     assert policy.meta["returns"]["gamma"] == 0.9  # the return definition it is compared under
+
+
+def test_value_calibration_compares_the_greedy_value_with_the_discounted_return_earned():
+    from finetune.train import value_calibration
+
+    res = {
+        "q_first": {"t": [0.9, 0.5, 0.7]},
+        "successes": {"t": [True, False, True]},
+        "lengths": {"t": [1, 4, 3]},
+    }
+    got = value_calibration(res, "t", gamma=0.5)
+    earned = (1.0 + 0.0 + 0.5**2) / 3  # the success reward comes on the last step
+    assert got["return_greedy"] == pytest.approx(earned)
+    assert got["q_greedy"] == pytest.approx(0.7)
+    assert got["overestimation"] == pytest.approx(0.7 - earned)
+    res["q_first"]["t"][1] = None  # an episode whose first action was not greedy: nothing to compare
+    assert value_calibration(res, "t", gamma=0.5) == {}

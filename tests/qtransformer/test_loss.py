@@ -347,3 +347,93 @@ def test_bin_smoothing_jitters_the_conditioning_bins_in_training_only():
     model.eval()
     bc_loss(model, batch, LossConfig(bin_smoothing=2.0))
     assert torch.equal(seen[-1], data)
+
+
+class TableEnsemble(torch.nn.Module):
+    """A stand-in ensemble: Q tables (E, B, D, K) for the current and the next state; the mean when
+    called without ``members``."""
+
+    def __init__(self, table: torch.Tensor, next_table: torch.Tensor, next_state: torch.Tensor):
+        super().__init__()
+        self.table = torch.nn.Parameter(table.clone())
+        self.next_table, self.next_state = next_table, next_state
+        self.cfg = tiny_config(action_dim=table.shape[2], num_bins=table.shape[3], q_ensemble=table.shape[0])
+
+    def forward(self, state, instruction_emb, prev_bins, images=None, members=False):
+        j = prev_bins.shape[1]
+        t = self.next_table if state is self.next_state else self.table
+        t = t[:, :, : j + 1]
+        return t if members else t.mean(0)
+
+
+def test_ensemble_target_is_the_subset_minimum_at_the_mean_s_best_bin():
+    E, B, D, K = 4, 3, 3, 5
+    g = torch.Generator().manual_seed(1)
+    cfg_m = tiny_config(action_dim=D, num_bins=K)
+    batch = random_batch(cfg_m, B=B, N=1)
+    batch.mc_return = torch.zeros(B)
+    qt, qn = torch.rand(E, B, D, K, generator=g), torch.rand(E, B, D, K, generator=g)
+    target = TableEnsemble(qt, qn, batch.next_state)
+    cfg = LossConfig(use_mc_bound=False, ensemble_subset=2)
+    torch.manual_seed(7)
+    y, _ = td_targets(target, batch, cfg, RETURNS)
+    torch.manual_seed(7)
+    subset = torch.randperm(E)[:2]
+    for b in range(B):
+        for i in range(D - 1):
+            k = qt[:, b, i + 1].mean(0).argmax()
+            torch.testing.assert_close(y[b, i], qt[subset, b, i + 1, k].min())
+        k = qn[:, b, 0].mean(0).argmax()
+        want = batch.rewards[b, 0] + RETURNS.gamma * batch.bootstrap[b] * qn[subset, b, 0, k].min()
+        torch.testing.assert_close(y[b, D - 1], want)
+    # Another draw takes another subset: the targets differ (a subset of every head does not).
+    ys = {tuple(td_targets(target, batch, cfg, RETURNS)[0].flatten().tolist()) for _ in range(20)}
+    assert len(ys) > 1
+    full = LossConfig(use_mc_bound=False, ensemble_subset=E)
+    y_all = td_targets(target, batch, full, RETURNS)[0]
+    k = qt[:, 0, 1].mean(0).argmax()
+    torch.testing.assert_close(y_all[0, 0], qt[:, 0, 1, k].min())
+
+
+def test_every_ensemble_head_regresses_toward_the_shared_target():
+    E, B, D, K = 3, 2, 2, 4
+    g = torch.Generator().manual_seed(2)
+    batch = random_batch(tiny_config(action_dim=D, num_bins=K), B=B, N=1)
+    online = TableEnsemble(torch.rand(E, B, D, K, generator=g), torch.rand(E, B, D, K), batch.next_state)
+    target = TableEnsemble(torch.rand(E, B, D, K, generator=g), torch.rand(E, B, D, K), batch.next_state)
+    cfg = LossConfig(alpha=0.0, use_mc_bound=False, ensemble_subset=E)
+    _, terms = qtransformer_loss(online, target, batch, cfg, RETURNS)
+    y, _ = td_targets(target, batch, cfg, RETURNS)
+    a = batch.action_bins
+    taken = online.table.detach().gather(-1, a[None, ..., None].expand(E, -1, -1, 1)).squeeze(-1)  # (E, B, D)
+    torch.testing.assert_close(terms["td"], 0.5 * ((taken - y) ** 2).mean())
+    loss, _ = qtransformer_loss(online, target, batch, cfg, RETURNS)
+    loss.backward()
+    grad = online.table.grad
+    assert all(grad[e].abs().sum() > 0 for e in range(E))  # every head learns
+    untaken = torch.ones_like(grad, dtype=torch.bool).scatter_(
+        -1, a[None, ..., None].expand(E, -1, -1, 1), False
+    )
+    assert grad[untaken].abs().max() == 0  # alpha 0: only the data's bins move
+
+
+def test_real_ensemble_network_trains_every_head_and_acts_on_their_mean():
+    cfg = tiny_config(q_ensemble=3, support_tau=0.0)
+    torch.manual_seed(0)
+    model, target = QTransformer(cfg), QTransformer(cfg)
+    target.load_state_dict(model.state_dict())
+    batch = random_batch(cfg, B=4)
+    members = model(batch.state, batch.instruction_emb, batch.action_bins[:, :-1], members=True)
+    assert members.shape == (3, 4, cfg.action_dim, cfg.num_bins)
+    mean = model(batch.state, batch.instruction_emb, batch.action_bins[:, :-1])
+    torch.testing.assert_close(mean, members.mean(0))
+    bins, q = model.decode(batch.state, batch.instruction_emb)
+    torch.testing.assert_close(q[:, 0], mean[:, 0])
+    assert torch.equal(bins[:, 0], mean[:, 0].argmax(-1))
+    loss, _ = qtransformer_loss(model, target, batch, LossConfig(), RETURNS)
+    loss.backward()
+    for head in model.q_heads():
+        assert head[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in target.parameters())
+    one = QTransformer(tiny_config())  # one head keeps the one-head parameter names
+    assert not any(k.startswith("extra_heads") for k in one.state_dict())

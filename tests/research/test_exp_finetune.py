@@ -51,7 +51,7 @@ def test_the_base_run_is_qt_finetunes_defaults_under_its_own_flags() -> None:
 
 def test_bad_experiment_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="needs both --pretrained and --prior-data"):
-        X.ExpFinetuneArgs(base=FinetuneArgs(pretrained="p"))
+        X.run_experiment(X.ExpFinetuneArgs(base=FinetuneArgs(pretrained="p")))
     with pytest.raises(ValueError, match="unknown variants \\['full_unprimed'\\]"):
         X.ExpFinetuneArgs(base=FinetuneArgs(pretrained="p", prior_data="d"), variants=("full_unprimed",))
 
@@ -130,10 +130,11 @@ def test_main_prints_one_json_object_last(
     """``main`` reports what results.json holds (here a finished experiment: nothing is rerun)."""
     out = tmp_path / "exp"
     out.mkdir()
-    exp = _parse(
-        "--pretrained", pretrained["policy"], "--prior-data", pretrained["data"], "--env", "navigate"
+    exp = X.parse_args(
+        ["--pretrained", pretrained["policy"], "--prior-data", pretrained["data"], "--env", "navigate"]
     )
     exp = dataclasses.replace(exp, base=dataclasses.replace(exp.base, out=str(out)), variants=("full",))
+    assert exp.base.utd == 1.0 and exp.base.eval_episodes == 40  # the navigate recipe's
     curve = [{"env_steps": 0, "success_rate": 0.25}, {"env_steps": 500, "success_rate": 0.75}]
     summary = {k: 0 for k in X.SUMMARY_KEYS} | {
         "task": "go_middle",
