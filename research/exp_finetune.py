@@ -100,8 +100,6 @@ class ExpFinetuneArgs:
             raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
         if not self.variants:
             raise ValueError("variants is empty: name at least one")
-        if self.base.pretrained is None or self.base.prior_data is None:
-            raise ValueError("the full method needs both --pretrained and --prior-data")
 
 
 def variant_args(exp: ExpFinetuneArgs, name: str, base: FinetuneArgs | None = None) -> FinetuneArgs:
@@ -117,6 +115,8 @@ _NOT_RESULTS = ("progress", "resume", "publish_every")
 def run_experiment(exp: ExpFinetuneArgs, *, env_module: str = "envs") -> dict[str, dict[str, Any]]:
     """Run the variants; ``env_module`` names the module providing ``make_env`` and ``tasks`` (tests
     pass a fake, as to ``run_finetune``)."""
+    if exp.base.pretrained is None or exp.base.prior_data is None:
+        raise ValueError("the full method needs both --pretrained and --prior-data")
     out = Path(exp.base.out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsFile(out, _NOT_RESULTS)
@@ -151,8 +151,20 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     )
 
 
+def parse_args(argv: list[str]) -> ExpFinetuneArgs:
+    """The experiment's arguments; the base run is parsed against the env's recipe (``--env``, or
+    ``--recipe``), as ``qt finetune``'s command line is."""
+    from scripts.recipes import cli_defaults
+
+    base = cli_defaults("finetune", argv)
+    default = None if base is None else ExpFinetuneArgs(base=base)
+    return tyro.cli(ExpFinetuneArgs, args=argv, description=__doc__, default=default)
+
+
 def main() -> None:
-    exp = tyro.cli(ExpFinetuneArgs, description=__doc__)
+    import sys
+
+    exp = parse_args(sys.argv[1:])
     results = run_experiment(exp)
     summary = {
         k: {
