@@ -353,17 +353,18 @@ class QTransformer(nn.Module):
     def q_heads(self) -> list[nn.Sequential]:
         return [self.head, *cast(Iterable[nn.Sequential], self.extra_heads)]
 
+    def _activate(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+
     def q_members(self, h: torch.Tensor) -> torch.Tensor:
         """Every ensemble head's Q-values: (E, *h.shape[:-1], K)."""
         x = self.ln_f(h)
-        q = torch.stack([head(x) for head in self.q_heads()])
-        return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+        return self._activate(torch.stack([head(x) for head in self.q_heads()]))
 
     def q_values(self, h: torch.Tensor) -> torch.Tensor:
         """Q-values (*h.shape[:-1], K): the ensemble's mean (the one head's, without an ensemble)."""
         if self.cfg.q_ensemble == 1:
-            q = self.head(self.ln_f(h))
-            return torch.sigmoid(q) if self.cfg.q_activation == "sigmoid" else q
+            return self._activate(self.head(self.ln_f(h)))
         return self.q_members(h).mean(0)
 
     def behavior_logits(self, h: torch.Tensor) -> torch.Tensor:
