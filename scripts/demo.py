@@ -137,8 +137,8 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
         "pretrained_success_heldout_paraphrases": pre["heldout"]["success_rate"],
         "heldout_task": heldout_task,
         "zero_shot_success_heldout_task": zero["success_rate"],
-        "zero_shot_ci95_heldout_task": _interval(zero["success_rate"], args.heldout_episodes),
-        "finetuned_ci95_heldout_task": _interval(after["train"]["success_rate"], args.heldout_episodes),
+        "zero_shot_ci95_heldout_task": _interval(zero["train"]["successes"][heldout_task]),
+        "finetuned_ci95_heldout_task": _interval(after["train"]["successes"][heldout_task]),
         "finetuned_success_heldout_task": after["train"]["success_rate"],
         "finetuned_success_heldout_task_heldout_paraphrases": after["heldout"]["success_rate"],
         "finetune_curve": ft["curve"],
@@ -153,10 +153,11 @@ def run_demo(args: DemoArgs) -> dict[str, Any]:
     return results
 
 
-def _interval(rate: float, n: int) -> list[float]:
+def _interval(successes: list[bool]) -> list[float]:
+    """The Wilson 95% interval of the episodes' success rate."""
     from pretrain.evaluate import wilson_interval
 
-    return list(wilson_interval(round(rate * n), n))
+    return list(wilson_interval(sum(successes), len(successes)))
 
 
 def _report(r: dict[str, Any]) -> str:
