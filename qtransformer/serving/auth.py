@@ -1,8 +1,8 @@
 """Shared-token authentication for the policy server.
 
-A robot presents ``Authorization: Bearer <token>`` in the websocket opening handshake; the server
-compares it in constant time (``hmac.compare_digest``) and answers HTTP 401 otherwise, before any model
-work happens. Running without a token is allowed only on a loopback address, because anyone who can
+A robot presents ``Authorization: Bearer <token>`` in the websocket opening handshake (or
+``Api-Key <token>``, the scheme openpi's ``WebsocketClientPolicy`` sends); the server compares the token
+in constant time (``hmac.compare_digest``) and answers HTTP 401 otherwise, before any model work happens. Running without a token is allowed only on a loopback address, because anyone who can
 reach the port can otherwise drive the robot.
 """
 
@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 DEFAULT_TOKEN_ENV = "QT_SERVE_TOKEN"
+AUTH_SCHEMES = frozenset({"bearer", "api-key"})
+"""Accepted ``Authorization`` schemes (case-insensitive): ours, and openpi-client's ``Api-Key``."""
 
 
 class AuthConfigError(ValueError):
@@ -73,11 +75,11 @@ def resolve_auth(
 
 
 def bearer_ok(header: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer <token>`` header value."""
+    """Constant-time check of an ``Authorization: Bearer <token>`` (or ``Api-Key <token>``) header."""
     if not header:
         return False
     scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() not in AUTH_SCHEMES:
         return False
     return hmac.compare_digest(value.strip().encode(), token.encode())
 

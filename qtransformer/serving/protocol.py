@@ -2,7 +2,9 @@
 
 An array is encoded, like openpi's ``msgpack_numpy``, as the map
 ``{b"__ndarray__": True, b"data": <raw bytes>, b"dtype": <numpy dtype str>, b"shape": <list of ints>}``
-so any msgpack library in any language can build one without a numpy extension type. Decoding is
+so any msgpack library in any language can build one without a numpy extension type; a numpy scalar
+sent by openpi's packer, ``{b"__npgeneric__": True, b"data": <number>, b"dtype": <str>}``, decodes to
+that scalar. Decoding is
 defensive because the bytes come from the network: object dtypes are refused (they would need pickle),
 the shape must match the byte count, and every failure is a :class:`ProtocolError` carrying a stable
 error ``code`` that the server sends back instead of crashing.
@@ -60,8 +62,26 @@ def _encode_default(obj: Any) -> Any:
     raise TypeError(f"cannot encode an object of type {type(obj).__name__}")
 
 
+def _decode_scalar(obj: dict) -> Any:
+    try:
+        dtype = np.dtype(obj[b"dtype"])
+        data = obj[b"data"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(BAD_MESSAGE, f"malformed numpy scalar: {e}") from e
+    if dtype.kind not in _ALLOWED_KINDS:
+        raise ProtocolError(BAD_MESSAGE, f"scalar dtype {dtype} is not allowed (only bool, int and float)")
+    if not isinstance(data, (bool, int, float)):
+        raise ProtocolError(BAD_MESSAGE, f"scalar 'data' must be a number, got {type(data).__name__}")
+    try:
+        return dtype.type(data)
+    except (OverflowError, ValueError) as e:
+        raise ProtocolError(BAD_MESSAGE, f"scalar {data!r} does not fit dtype {dtype}: {e}") from e
+
+
 def _decode_array(obj: dict) -> Any:
     if b"__ndarray__" not in obj:
+        if b"__npgeneric__" in obj:
+            return _decode_scalar(obj)
         return obj
     try:
         dtype = np.dtype(obj[b"dtype"])

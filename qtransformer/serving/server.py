@@ -56,7 +56,12 @@ from qtransformer.serving.protocol import (
     packb,
     unpackb,
 )
-from qtransformer.serving.validation import ActRequest, parse_act_request, request_id_of
+from qtransformer.serving.validation import (
+    ActRequest,
+    is_openpi_request,
+    parse_act_request,
+    request_id_of,
+)
 from qtransformer.text import TextEncoder
 
 log = logging.getLogger("qtransformer.serving")
@@ -146,6 +151,8 @@ def _act(served: Served, requests: Sequence[ActRequest]) -> list[dict[str, Any]]
         }
         if r.return_q and out.q_values is not None:
             reply["q_values"] = out.q_values[i]
+        if r.openpi:  # openpi policies answer with an action chunk; ours is one step long
+            reply["actions"] = reply["action"][None]
         replies.append(reply)
     return replies
 
@@ -267,16 +274,20 @@ class PolicyServer:
         try:
             await ws.send(packb(self.metadata()))
             async for message in ws:
-                await ws.send(packb(await self._reply(message, ws)))
+                reply = await self._reply(message, ws)
+                await ws.send(reply if isinstance(reply, str) else packb(reply))
         except ConnectionClosed:
             pass
         finally:
             self.metrics.connections_open -= 1
 
-    async def _reply(self, message: str | bytes, ws: ServerConnection) -> dict[str, Any]:
-        """Answer one frame. Every failure becomes an error reply; the connection stays open."""
+    async def _reply(self, message: str | bytes, ws: ServerConnection) -> dict[str, Any] | str:
+        """Answer one frame. Every failure becomes an error reply; the connection stays open. A request
+        in openpi's layout gets its error as a text frame ``"<code>: <message>"``, which openpi's
+        client raises; everyone else gets the error map."""
         t0 = time.perf_counter()
         rid = None
+        openpi = False
         self.metrics.record_message()
         try:
             if isinstance(message, str):
@@ -290,6 +301,7 @@ class PolicyServer:
             if not isinstance(msg, dict):
                 raise ProtocolError(BAD_MESSAGE, f"a message must be a map, got {type(msg).__name__}")
             rid = request_id_of(msg)
+            openpi = is_openpi_request(msg)
             if "admin" in msg:
                 return await self._admin(msg, rid, ws)
             served = self.store.current
@@ -315,11 +327,12 @@ class PolicyServer:
             }
         except ProtocolError as e:
             self.metrics.record_error(e.code)
-            return error_reply(e.code, e.message, rid)
+            return f"{e.code}: {e.message}" if openpi else error_reply(e.code, e.message, rid)
         except Exception as e:  # never let one message take the connection (or the server) down
             log.exception("unexpected failure while answering a message")
             self.metrics.record_error(INTERNAL)
-            return error_reply(INTERNAL, f"{type(e).__name__}: {e}", rid)
+            text = f"{type(e).__name__}: {e}"
+            return f"{INTERNAL}: {text}" if openpi else error_reply(INTERNAL, text, rid)
 
     async def _admin(self, msg: dict[str, Any], rid: Any, ws: ServerConnection) -> dict[str, Any]:
         command = msg.get("admin")
@@ -373,7 +386,8 @@ class PolicyServer:
         self.metrics.auth_failures += 1
         response = connection.respond(
             HTTPStatus.UNAUTHORIZED,
-            "missing or invalid token: send the header 'Authorization: Bearer <token>'\n",
+            "missing or invalid token: send the header 'Authorization: Bearer <token>' "
+            "(or 'Api-Key <token>')\n",
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="qtransformer"'
         return response

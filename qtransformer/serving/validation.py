@@ -17,6 +17,10 @@ from qtransformer.serving.protocol import BAD_OBSERVATION, BAD_REQUEST, Protocol
 
 REQUEST_FIELDS = frozenset({"observation", "instruction", "request_id", "return_q"})
 MAX_REQUEST_ID_CHARS = 128
+OPENPI_STATE_KEYS = ("observation/state", "state")
+"""Where an openpi-style request keeps the state vector, in the order they are looked up."""
+OPENPI_IMAGE_KEYS = ("observation/image", "image", "images")
+"""Where an openpi-style request keeps the camera images; ``images`` may be a map camera -> (H, W, 3)."""
 
 
 @dataclass
@@ -33,6 +37,14 @@ class ActRequest:
     """Echoed back in the reply so clients can match answers to questions."""
     return_q: bool
     """Whether the reply should carry the (D, K) Q-values."""
+    openpi: bool = False
+    """The request came in openpi's flat layout: the reply also carries ``actions`` (1, D), and errors
+    go back as text frames, which openpi's client raises as an error."""
+
+
+def is_openpi_request(msg: Mapping[str, Any]) -> bool:
+    """True for openpi's flat layout: a ``prompt`` and no ``observation`` map."""
+    return "prompt" in msg and "observation" not in msg
 
 
 def request_id_of(msg: Mapping[str, Any]) -> Any:
@@ -85,8 +97,55 @@ def _image(value: Any, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _instruction(value: Any, field: str, spec: Mapping[str, Any]) -> str:
+    if value is None:
+        raise ProtocolError(BAD_REQUEST, f"missing field {field!r}")
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_REQUEST, f"{field!r} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ProtocolError(BAD_REQUEST, f"{field!r} is empty")
+    limit = int(spec["max_instruction_chars"])
+    if len(value) > limit:
+        raise ProtocolError(BAD_REQUEST, f"{field!r} has {len(value)} characters, the limit is {limit}")
+    return value
+
+
+def _openpi_images(msg: Mapping[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    key = next((k for k in OPENPI_IMAGE_KEYS if k in msg), None)
+    if key is None:
+        raise ProtocolError(
+            BAD_OBSERVATION, f"this model reads images: send one of {list(OPENPI_IMAGE_KEYS)}"
+        )
+    value = msg[key]
+    if isinstance(value, Mapping):  # {camera name: (H, W, 3)}, stacked in the order of the names
+        if len(value) != shape[0]:
+            raise ProtocolError(
+                BAD_OBSERVATION, f"{key!r} has {len(value)} camera(s), this model reads {shape[0]}"
+            )
+        views = [_image(value[name], (1, *shape[1:]))[0] for name in sorted(value, key=str)]
+        return np.stack(views)
+    return _image(value, shape)
+
+
+def parse_openpi_request(msg: Mapping[str, Any], spec: Mapping[str, Any]) -> ActRequest:
+    """openpi's flat observation dict: ``prompt``, the state under ``observation/state`` or ``state``,
+    images under ``observation/image``, ``image`` or ``images``. Other keys (more cameras, joint
+    readings an openpi policy would read) are ignored, as extra keys of ``observation`` are."""
+    instruction = _instruction(msg.get("prompt"), "prompt", spec)
+    obs_spec = spec["observation"]
+    key = next((k for k in OPENPI_STATE_KEYS if k in msg), None)
+    if key is None:
+        raise ProtocolError(BAD_OBSERVATION, f"missing the state: send one of {list(OPENPI_STATE_KEYS)}")
+    state = _state(msg[key], tuple(obs_spec["state"]["shape"]))
+    image = _openpi_images(msg, tuple(obs_spec["image"]["shape"])) if "image" in obs_spec else None
+    return ActRequest(state, image, instruction, request_id_of(msg), False, openpi=True)
+
+
 def parse_act_request(msg: Mapping[str, Any], spec: Mapping[str, Any]) -> ActRequest:
-    """Validate ``msg`` (a decoded map) against ``spec`` (``QTransformerPolicy.spec``)."""
+    """Validate ``msg`` (a decoded map) against ``spec`` (``QTransformerPolicy.spec``); a request in
+    openpi's flat layout (:func:`is_openpi_request`) goes to :func:`parse_openpi_request`."""
+    if is_openpi_request(msg):
+        return parse_openpi_request(msg, spec)
     unknown = sorted(str(k) for k in msg if k not in REQUEST_FIELDS)
     if unknown:
         raise ProtocolError(
@@ -101,18 +160,7 @@ def parse_act_request(msg: Mapping[str, Any], spec: Mapping[str, Any]) -> ActReq
     if not isinstance(return_q, bool):
         raise ProtocolError(BAD_REQUEST, f"'return_q' must be a bool, got {type(return_q).__name__}")
 
-    instruction = msg.get("instruction")
-    if instruction is None:
-        raise ProtocolError(BAD_REQUEST, "missing field 'instruction'")
-    if not isinstance(instruction, str):
-        raise ProtocolError(BAD_REQUEST, f"'instruction' must be a string, got {type(instruction).__name__}")
-    if not instruction.strip():
-        raise ProtocolError(BAD_REQUEST, "'instruction' is empty")
-    limit = int(spec["max_instruction_chars"])
-    if len(instruction) > limit:
-        raise ProtocolError(
-            BAD_REQUEST, f"'instruction' has {len(instruction)} characters, the limit is {limit}"
-        )
+    instruction = _instruction(msg.get("instruction"), "instruction", spec)
 
     obs = msg.get("observation")
     if obs is None:
