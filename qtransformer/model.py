@@ -125,10 +125,13 @@ class ImageEncoder(nn.Module):
         self.out = nn.Linear(chans[-1], cfg.d_model)
         self.view_emb = nn.Parameter(torch.zeros(cfg.num_images, 1, cfg.d_model))
 
-    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        V = images.shape[1]
-        x = rearrange(images, "b v h w c -> (b v) c h w").float() / 255.0 - 0.5  # (BV, 3, H, W)
-        t = repeat(text, "b e -> (b v) e", v=V)  # (BV, E)
+    def frame_tokens(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Tokens of single frames, before the camera embedding: (N, H, W, 3) uint8 and (N, E) -> (N, T, d).
+
+        A frame's tokens depend only on its pixels and the instruction, so an actor can compute each
+        frame once and reuse it while it stays in the observation's frame history (``forward``'s
+        ``frame_tokens``)."""
+        x = rearrange(frames, "n h w c -> n c h w").float() / 255.0 - 0.5  # (N, 3, H, W)
         # oneDNN re-packs every conv weight on each eager call, which dominates at acting batch sizes;
         # the plain im2col + GEMM path is 2x faster there. Large (training) batches keep oneDNN.
         small = not torch.is_grad_enabled() and x.shape[0] < 16
@@ -136,14 +139,26 @@ class ImageEncoder(nn.Module):
         torch._C._set_mkldnn_enabled(was_enabled and not small)
         try:
             for conv, norm, film, res in zip(self.convs, self.norms, self.films, self.residual):
-                y = F.gelu(film(norm(conv(x)), t))
+                y = F.gelu(film(norm(conv(x)), text))
                 x = x + y if res else y
         finally:
             torch._C._set_mkldnn_enabled(was_enabled)
-        weights = rearrange(self.attn_maps(x), "b t h w -> b t (h w)").softmax(dim=-1)  # (BV, T, h*w)
-        tokens = torch.einsum("btn,bcn->btc", weights, rearrange(x, "b c h w -> b c (h w)"))  # (BV, T, C)
-        tokens = rearrange(self.out(tokens), "(b v) t d -> b v t d", v=V)  # (B, V, T, d)
-        tokens = tokens + self.view_emb[None]  # which camera / frame
+        weights = rearrange(self.attn_maps(x), "n t h w -> n t (h w)").softmax(dim=-1)  # (N, T, h*w)
+        tokens = torch.einsum("ntk,nck->ntc", weights, rearrange(x, "n c h w -> n c (h w)"))  # (N, T, C)
+        return self.out(tokens)  # (N, T, d)
+
+    def forward(
+        self, images: torch.Tensor | None, text: torch.Tensor, frame_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, V, H, W, 3) uint8 images, or their precomputed ``frame_tokens`` (B, V, T, d) -> (B, V*T, d)."""
+        if frame_tokens is None:
+            assert images is not None
+            V = images.shape[1]
+            flat = self.frame_tokens(
+                rearrange(images, "b v h w c -> (b v) h w c"), repeat(text, "b e -> (b v) e", v=V)
+            )
+            frame_tokens = rearrange(flat, "(b v) t d -> b v t d", v=V)  # (B, V, T, d)
+        tokens = frame_tokens + self.view_emb[None]  # which camera / frame
         return rearrange(tokens, "b v t d -> b (v t) d")  # (B, V*T, d)
 
 
@@ -286,7 +301,11 @@ class QTransformer(nn.Module):
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(
-        self, state: torch.Tensor, instruction_emb: torch.Tensor, images: torch.Tensor | None
+        self,
+        state: torch.Tensor,
+        instruction_emb: torch.Tensor,
+        images: torch.Tensor | None,
+        frame_tokens: torch.Tensor | None = None,
     ) -> None:
         """Shape checks at the model's entry point; cheap enough to run on every call."""
         cfg = self.cfg
@@ -297,7 +316,11 @@ class QTransformer(nn.Module):
             )
         if cfg.state_dim > 0 and tuple(state.shape) != (B, cfg.state_dim):
             raise ValueError(f"state must be ({B}, {cfg.state_dim}), got {tuple(state.shape)}")
-        if cfg.image_size > 0:
+        if cfg.image_size > 0 and frame_tokens is not None:
+            want_tokens = (B, cfg.num_images, cfg.image_tokens, cfg.d_model)
+            if tuple(frame_tokens.shape) != want_tokens:
+                raise ValueError(f"frame_tokens must be {want_tokens}, got {tuple(frame_tokens.shape)}")
+        elif cfg.image_size > 0:
             want = (B, cfg.num_images, cfg.image_size, cfg.image_size, 3)
             if images is None or tuple(images.shape) != want:
                 got = None if images is None else tuple(images.shape)
@@ -305,13 +328,29 @@ class QTransformer(nn.Module):
             if images.dtype != torch.uint8:
                 raise ValueError(f"images must be uint8, got {images.dtype}")
 
-    def encode_context(
-        self, state: torch.Tensor, instruction_emb: torch.Tensor, images: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Context tokens (B, P, d): instruction, state and image tokens with position embeddings."""
-        self.check_inputs(state, instruction_emb, images)
+    def _instruction(self, instruction_emb: torch.Tensor) -> torch.Tensor:
         if self.cfg.normalize_instruction:
-            instruction_emb = (instruction_emb - self.instruction_mean) / self.instruction_std
+            return (instruction_emb - self.instruction_mean) / self.instruction_std
+        return instruction_emb
+
+    def frame_tokens(self, frames: torch.Tensor, instruction_emb: torch.Tensor) -> torch.Tensor:
+        """Tokens of single camera frames for ``encode_context``'s ``frame_tokens``: (N, H, W, 3) uint8
+        frames and their instructions' embeddings (N, E) -> (N, T, d)."""
+        if self.images_in is None:
+            raise ValueError("this model reads no images (ModelConfig.image_size is 0)")
+        return self.images_in.frame_tokens(frames, self._instruction(instruction_emb))
+
+    def encode_context(
+        self,
+        state: torch.Tensor,
+        instruction_emb: torch.Tensor,
+        images: torch.Tensor | None = None,
+        frame_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Context tokens (B, P, d): instruction, state and image tokens with position embeddings.
+        ``frame_tokens`` (B, V, T, d), from :meth:`frame_tokens`, stand in for the images."""
+        self.check_inputs(state, instruction_emb, images, frame_tokens)
+        instruction_emb = self._instruction(instruction_emb)
         toks = [rearrange(self.text_in(instruction_emb), "b d -> b 1 d")]
         if self.state_in is not None:
             state = (state - self.state_mean) / self.state_std
@@ -320,7 +359,7 @@ class QTransformer(nn.Module):
             state_toks = self.state_in(state, instruction_emb)  # (B, T*d)
             toks.append(rearrange(state_toks, "b (t d) -> b t d", t=self.cfg.state_tokens))
         if self.images_in is not None:
-            toks.append(self.images_in(images, instruction_emb))
+            toks.append(self.images_in(images, instruction_emb, frame_tokens))
         return torch.cat(toks, dim=1) + self.context_pos
 
     def bin_tokens(self, bins: torch.Tensor, first_dim: int = 0) -> torch.Tensor:
@@ -420,6 +459,7 @@ class QTransformer(nn.Module):
         use_cache: bool = True,
         bin_limits: tuple[torch.Tensor, torch.Tensor] | None = None,
         support_tau: float | None = None,
+        frame_tokens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose bins dimension by dimension. Returns (bins (B, D) int64, Q-values (B, D, K)).
 
@@ -459,11 +499,13 @@ class QTransformer(nn.Module):
             return select(q.masked_fill(~ok, float("-inf")), i)
 
         if not use_cache:
+            if frame_tokens is not None:
+                raise ValueError("frame_tokens need the cached decode (use_cache=True)")
             for i in range(D):
                 bins[:, i] = choose(self._hidden(state, instruction_emb, bins[:, :i], images)[:, -1], i)
             return bins, torch.stack(qs, dim=1)
 
-        ctx = self.encode_context(state, instruction_emb, images)
+        ctx = self.encode_context(state, instruction_emb, images, frame_tokens)
         P = ctx.shape[1]
         d, h = self.cfg.d_model, self.cfg.n_heads
         caches = [

@@ -7,7 +7,9 @@ passed explicitly; the default is greedy.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,70 @@ class PolicyOutput:
     q_values: np.ndarray | None = None  # (B, D, K) float32, only when asked for
 
 
+class FrameTokenCache:
+    """The vision tower's tokens of recently seen camera frames, so each frame is encoded once.
+
+    An observation's frame history repeats the previous step's frames (the second frame of one step is
+    the first frame of the step before), and a frame's tokens depend only on its pixels, its instruction
+    and the weights. Entries are keyed by a hash of the pixels and the instruction embedding, and the
+    whole cache empties whenever a weight of the vision path changes in place (an optimiser step or
+    ``load_state_dict`` bumps the tensors' version counters), so a stale entry is never used.
+    """
+
+    def __init__(self, model: QTransformer, capacity: int = 512):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.model, self.capacity = model, capacity
+        self._entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._version: tuple[int, ...] = ()
+        self.hits = self.misses = 0
+
+    def _weights_version(self) -> tuple[int, ...]:
+        m = self.model
+        assert m.images_in is not None
+        tensors = [*m.images_in.parameters(), m.instruction_mean, m.instruction_std]
+        return (id(m), *(t._version for t in tensors))
+
+    def tokens(self, images: np.ndarray, emb: torch.Tensor) -> torch.Tensor:
+        """(B, V, H, W, 3) uint8 frames and (B, E) instruction embeddings -> frame tokens (B, V, T, d)."""
+        version = self._weights_version()
+        if version != self._version:
+            self._entries.clear()
+            self._version = version
+        B, V = images.shape[:2]
+        emb_bytes = [emb[b].float().cpu().numpy().tobytes() for b in range(B)]
+        keys = [
+            [
+                hashlib.blake2b(images[b, v].tobytes() + emb_bytes[b], digest_size=16).digest()
+                for v in range(V)
+            ]
+            for b in range(B)
+        ]
+        missing: dict[bytes, tuple[int, int]] = {}
+        for b in range(B):
+            for v in range(V):
+                if keys[b][v] in self._entries:
+                    self._entries.move_to_end(keys[b][v])
+                else:
+                    missing.setdefault(keys[b][v], (b, v))
+        self.misses += len(missing)
+        self.hits += B * V - len(missing)
+        fresh: dict[bytes, torch.Tensor] = {}
+        if missing:
+            where = list(missing.values())
+            frames = torch.from_numpy(np.stack([images[b, v] for b, v in where])).to(emb.device)
+            out = self.model.frame_tokens(frames, emb[[b for b, _ in where]])  # (N, T, d)
+            fresh = dict(zip(missing, out))
+        rows = [
+            torch.stack([fresh[k] if k in fresh else self._entries[k] for k in keys[b]]) for b in range(B)
+        ]
+        for k, t in fresh.items():
+            self._entries[k] = t
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return torch.stack(rows)
+
+
 class QTransformerPolicy:
     """Wraps a trained :class:`QTransformer`, its action bins and its text encoder for acting."""
 
@@ -40,7 +106,9 @@ class QTransformerPolicy:
         encoder: TextEncoder,
         meta: Mapping[str, Any] | None = None,
         device: torch.device | str = "cpu",
+        frame_cache: int = 512,
     ):
+        """``frame_cache``: how many camera frames' tokens :class:`FrameTokenCache` keeps (0: none)."""
         if encoder.dim != model.cfg.text_dim:
             raise ValueError(
                 f"text encoder width {encoder.dim} does not match the model's text_dim {model.cfg.text_dim}"
@@ -48,6 +116,9 @@ class QTransformerPolicy:
         self.model = model.to(device).eval()
         self.bins, self.encoder, self.meta = bins, encoder, dict(meta or {})
         self.device = torch.device(device)
+        self.frame_cache = (
+            FrameTokenCache(self.model, frame_cache) if frame_cache and model.images_in else None
+        )
 
     @classmethod
     def from_checkpoint(
@@ -83,7 +154,7 @@ class QTransformerPolicy:
 
     def _observation_tensors(
         self, observations: Mapping[str, Any], batch: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, np.ndarray | None]:
         c = self.model.cfg
         if "state" not in observations:
             raise ValueError("observation is missing 'state'")
@@ -106,7 +177,7 @@ class QTransformerPolicy:
                 raise ValueError(f"'image' must have shape {want}, got {img.shape}")
             if img.dtype != np.uint8:
                 raise ValueError(f"'image' must be uint8, got {img.dtype}")
-            images = torch.from_numpy(np.ascontiguousarray(img)).to(self.device)
+            images = np.ascontiguousarray(img)
         return torch.as_tensor(state, dtype=torch.float32, device=self.device), images
 
     @torch.inference_mode()
@@ -140,7 +211,18 @@ class QTransformerPolicy:
                 torch.as_tensor(np.asarray(x), dtype=torch.long, device=self.device) for x in bin_limits
             )
             limits = (low, high)
-        bins, q = self.model.decode(state, emb, images, select=select or greedy_selector, bin_limits=limits)
+        frames = None
+        if images is not None and self.frame_cache is not None:
+            frames = self.frame_cache.tokens(images, emb)
+            images = None
+        bins, q = self.model.decode(
+            state,
+            emb,
+            None if images is None else torch.from_numpy(images).to(self.device),
+            select=select or greedy_selector,
+            bin_limits=limits,
+            frame_tokens=frames,
+        )
         bins_np = bins.cpu().numpy()
         return PolicyOutput(
             actions=self.bins.undiscretize(bins_np),

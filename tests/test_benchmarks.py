@@ -73,10 +73,21 @@ def test_bench_inference(tmp_path: Path) -> None:
     r = run_bench("bench_inference", "--tiny", "--calls", "1", cwd=tmp_path)
     assert_figures(
         r,
-        {"params", "naive_ms", "cached_ms", "speedup", "batch32_actions_per_s"},
+        {
+            "params",
+            "naive_ms",
+            "cached_ms",
+            "speedup",
+            "stream_plain_ms",
+            "stream_ms",
+            "stream_speedup",
+            "batch32_actions_per_s",
+            "batch32_stream_plain_actions_per_s",
+            "batch32_stream_actions_per_s",
+        },
     )
-    # The KV cache must not change what the policy does.
-    assert r["actions_equal"] is True
+    # Neither the KV cache nor the frame-token cache may change what the policy does.
+    assert r["actions_equal"] is True and r["stream_actions_equal"] is True
     assert r["tiny"] is True
 
 

@@ -179,3 +179,35 @@ def test_policy_rejects_bad_instructions(policy):
     with pytest.raises(TypeError, match="sequence"):
         policy.act(_obs(1), "one string")
     assert policy.spec["observation"]["image"]["shape"] == [2, 16, 16, 3]
+
+
+def test_frame_token_cache_keeps_actions_and_forgets_on_new_weights(policy):
+    """A frame stream (frame 1 of step t is frame 0 of step t-1) through the frame-token cache gets the
+    same bins as decoding the images, encodes each frame once, and never serves tokens made with old
+    weights."""
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (9, 2, 16, 16, 3), dtype=np.uint8)  # (step, robot, H, W, 3)
+    state = rng.normal(size=(2, 5)).astype(np.float32)
+    texts = ["put the can in the recycling bin", "go to the red cone"]
+    cache = policy.frame_cache
+    assert cache is not None
+    model = policy.model
+    for t in range(1, 9):
+        obs = {"state": state, "image": np.stack([frames[t], frames[t - 1]], axis=1)}
+        out = policy.act(obs, texts, return_q=True)
+        emb = policy.encoder.encode(texts)
+        want_bins, want_q = model.decode(torch.from_numpy(state), emb, torch.from_numpy(obs["image"]))
+        np.testing.assert_array_equal(out.bins, want_bins.numpy())
+        np.testing.assert_allclose(out.q_values, want_q.numpy(), atol=1e-6)
+    assert cache.misses == 2 * 9 and cache.hits == 2 * 7  # each robot's frames encoded once
+    obs = {"state": state, "image": np.stack([frames[8], frames[7]], axis=1)}
+    before = policy.act(obs, texts, return_q=True).q_values
+    with torch.no_grad():  # an in-place weight change, as an optimiser step or load_state_dict makes
+        model.images_in.out.weight.mul_(3.0)
+    after = policy.act(obs, texts, return_q=True)
+    emb = policy.encoder.encode(texts)
+    want = model.decode(torch.from_numpy(state), emb, torch.from_numpy(obs["image"]))[1]
+    assert not np.allclose(after.q_values, before)
+    np.testing.assert_allclose(after.q_values, want.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="frame_tokens must be"):
+        model.decode(torch.from_numpy(state), emb, None, frame_tokens=torch.zeros(2, 1, 4, 32))
