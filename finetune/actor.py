@@ -5,7 +5,7 @@ in reset-free mode, when the world does not allow the target task (right after s
 env's task graph picks a task that undoes it, practised with the current policy, so that no person has
 to reset the world between attempts.
 The same class runs inside the learner's process (single-process mode) or as its own process,
-possibly on another machine (``run_actor_process``).
+possibly on another machine (``qt actor``, ``finetune.remote``).
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ class FinetuneRun:
     n_prior: int = 0
     primed: int = 0
     """Prior transitions APRL's dynamics model was fitted on."""
+    sources: set[tuple[str, int]] = field(default_factory=set)
+    """(actor session, sequence number) of every stored episode an actor sent (a resumed run's), so that
+    an actor resending one it has no acknowledgement for is not counted twice."""
 
     @property
     def task(self) -> str:
@@ -269,6 +272,8 @@ def build_finetune(args: FinetuneArgs, env_module: str = "envs") -> FinetuneRun:
         stored = run.store.load_all()
         for ep in stored:
             run.online.add(ep)
+            if "source" in ep.info:
+                run.sources.add(ep.info["source"])
         # Episodes finished after the last snapshot still count: the store is the record of practice.
         run.counters["env_steps"] = sum(len(e) for e in stored)
         run.counters["episodes"] = len(stored)

@@ -51,6 +51,9 @@ class Episode:
         }
         if self.image is not None:
             d["image"] = self.image
+        if "source" in self.info:  # (actor session, sequence number): how the learner knows a resend
+            session, seq = self.info["source"]
+            d["source_session"], d["source_seq"] = np.array(session), np.array(seq, dtype=np.int64)
         return d
 
     @classmethod
@@ -64,4 +67,7 @@ class Episode:
             task=str(d["task"]),
             success=bool(d["success"]),
             image=np.asarray(d["image"], dtype=np.uint8) if "image" in d else None,
+            info={"source": (str(d["source_session"]), int(d["source_seq"]))}
+            if "source_session" in d
+            else {},
         )

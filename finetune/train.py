@@ -16,12 +16,10 @@ is made by ``finetune.builder``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import multiprocessing as mp
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +27,7 @@ import tyro
 
 from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
-from finetune.builder import FinetuneRun, build_finetune, load_prior, make_actor, make_policy
+from finetune.builder import FinetuneRun, build_finetune
 from finetune.episode import Episode
 from finetune.store import save_snapshot
 from qtransformer.checkpoint import save_policy_checkpoint
@@ -93,7 +91,15 @@ class FinetuneArgs:
     it (GarbageSort: take the object out again; Navigate: drive to another landmark), practised with the
     same policy; a person is counted (``human_resets``) only when no task can start."""
     actors: int = 0
-    """Actor processes collecting in parallel (0: collect in the learner's process)."""
+    """Actor processes this command starts, collecting in parallel (0 and no ``--listen``: collect in the
+    learner's process)."""
+    listen: str | None = None
+    """``HOST:PORT`` to accept actors on (``qt actor --learner ws://HOST:PORT`` on a robot's computer);
+    a non-loopback host needs a token (``--token-env`` / ``--token-file``)."""
+    token_env: str = "QT_LEARNER_TOKEN"
+    """Environment variable holding the token actors must present (``--listen``)."""
+    token_file: str | None = None
+    """File whose first line is that token (takes precedence over the environment variable)."""
     eval_every: int = 1000
     """Environment steps between greedy evaluations of the target task."""
     eval_episodes: int = 10
@@ -118,47 +124,20 @@ class FinetuneArgs:
             raise ValueError(f"offline_fraction must be in [0, 1], got {self.offline_fraction}")
         if self.actors < 0 or self.eval_every < 1 or self.eval_episodes < 0:
             raise ValueError("actors >= 0, eval_every >= 1 and eval_episodes >= 0 are required")
+        if self.listen is not None:
+            listen_address(self.listen)
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port), or a ValueError naming the problem."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
 
 
 EVAL_SEED = 500_000
 """Seed of the evaluation starts (disjoint from practice): every curve point uses the same starts."""
-
-
-def run_actor_process(
-    address: tuple[str, int], authkey: bytes, args: FinetuneArgs, actor_id: int, env_module: str = "envs"
-) -> None:
-    """An actor in its own process: build the env and policy, then collect until told to stop."""
-    from finetune.transport import ActorEndpoint
-
-    envs = importlib.import_module(env_module)
-    endpoint = ActorEndpoint(address, authkey)
-    policy, _ = make_policy(args, env_module)
-    actor = make_actor(args, policy, envs, seed=args.seed + 1000 * (actor_id + 1))
-    if (
-        args.aprl.enabled
-        and args.aprl.prime_with_prior
-        and args.prior_data
-        and Path(args.prior_data).exists()
-    ):
-        # An actor on another machine may not have the prior data; it then learns the dynamics online.
-        actor.cautious.prime(load_prior(args, use_images=False))
-    env_steps, has_weights = 0, False
-    while True:
-        got = endpoint.latest_weights(timeout=0.0 if has_weights else 60.0)
-        if got is not None:
-            if got[0] < 0:  # the learner's stop signal
-                break
-            actor.load_weights(got[1], got[0])
-            has_weights = True
-        if not has_weights:
-            raise ConnectionError(f"actor {actor_id}: no weights from the learner within 60 s")
-        ep, stats = actor.collect(env_steps)
-        env_steps += len(ep)
-        try:
-            endpoint.send_episode(ep, stats)
-        except (OSError, EOFError):
-            break
-    endpoint.close()
 
 
 def value_calibration(res: Mapping[str, Any], task: str, gamma: float) -> dict[str, float]:
@@ -221,6 +200,44 @@ def count_episode(run: FinetuneRun, ep: Episode, stats: Mapping[str, Any], write
             writer.add_scalar(tag, value, c["env_steps"])
 
 
+def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, list[Any]]:
+    """Listen for actors (``--listen``, else on a free loopback port) and start ``--actors`` of them as
+    child processes: the same ``qt actor`` a robot's computer runs."""
+    from finetune.remote import ActorArgs, actor_spec, run_actor
+    from finetune.transport import LearnerLink, new_token
+    from qtransformer.serving.auth import is_loopback, load_token
+
+    args = run.args
+    host, port = listen_address(args.listen) if args.listen else ("127.0.0.1", 0)
+    token = load_token(args.token_env, args.token_file)
+    if token is None:
+        if not is_loopback(host):
+            raise ValueError(
+                f"--listen {args.listen} accepts actors from the network: set {args.token_env} or "
+                "--token-file to the token they present"
+            )
+        token = new_token()  # only the actors started here know it
+    link = LearnerLink(host, port, token, spec=actor_spec(run), seen=run.sources)
+    link.publish(run.learner.updates, run.learner.weights())
+    if args.listen:
+        print(f"learner listening for actors at {link.url}", flush=True)
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(args.actors):
+        actor_args = ActorArgs(
+            learner=f"ws://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{link.address[1]}",
+            actor_id=i,
+            spool=str(run.out / "actors" / str(i)),
+            token=token,
+            prior_data=args.prior_data,
+            env_module=env_module,
+        )
+        p = ctx.Process(target=run_actor, args=(actor_args,), daemon=True)
+        p.start()
+        procs.append(p)
+    return link, procs
+
+
 def practise(run: FinetuneRun, env_module: str = "envs") -> None:
     """The loop: collect episodes (here or from actor processes), take ``utd`` updates per env step on
     RLPD-mixed batches, publish weights, evaluate on schedule and snapshot after every round."""
@@ -229,20 +246,10 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
 
     args, c, learner = run.args, run.counters, run.learner
     writer = SummaryWriter(str(run.out / "logs"))
-    endpoint, procs = None, []
-    if args.actors:
-        from finetune.transport import LearnerEndpoint
-
-        authkey = np.random.default_rng().bytes(16)
-        endpoint = LearnerEndpoint(authkey=authkey)
-        endpoint.publish(learner.updates, learner.weights())
-        ctx = mp.get_context("spawn")
-        for i in range(args.actors):
-            p = ctx.Process(
-                target=run_actor_process, args=(endpoint.address, authkey, args, i, env_module), daemon=True
-            )
-            p.start()
-            procs.append(p)
+    link: Any = None
+    procs: list[Any] = []
+    if args.actors or args.listen:
+        link, procs = start_actors(run, env_module)
     if not run.curve:
         evaluate_run(run, writer)  # zero-shot point at step 0
     bar = tqdm(
@@ -254,15 +261,16 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
     last_publish = learner.updates
     try:
         while c["env_steps"] < args.env_steps:
-            if endpoint is not None:
-                new = [
-                    (ep, {"success": ep.success, "safety_violations": 0, "human_reset": False, **stats})
-                    for ep, stats in endpoint.poll_episodes(timeout=5.0)
-                ]
-            else:
-                new = [run.actor.collect(c["env_steps"])]
             before = c["env_steps"]
-            for ep, stats in new:
+            if link is not None:
+                for got in link.poll_episodes(timeout=5.0):
+                    got.episode.info["source"] = (got.session, got.seq)
+                    stats = {"success": got.episode.success, "safety_violations": 0, "human_reset": False}
+                    count_episode(run, got.episode, {**stats, **got.stats}, writer)
+                    link.ack(got)  # stored on disk: the actor may forget it
+                    bar.update(len(got.episode))
+            else:
+                ep, stats = run.actor.collect(c["env_steps"])
                 count_episode(run, ep, stats, writer)
                 bar.update(len(ep))
             ready = run.offline is not None or c["env_steps"] >= args.learning_starts
@@ -275,8 +283,8 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
                 if learner.updates - last_publish >= args.publish_every:
                     weights = learner.weights()
                     run.actor.load_weights(weights, learner.updates)
-                    if endpoint is not None:
-                        endpoint.publish(learner.updates, weights)
+                    if link is not None:
+                        link.publish(learner.updates, weights)
                     last_publish = learner.updates
             for k, v in terms.items():
                 writer.add_scalar(f"losses/{k}", v, c["env_steps"])
@@ -295,13 +303,13 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
             )
     finally:
         bar.close()
-        if endpoint is not None:
-            endpoint.publish(-1, {})
+        if link is not None:
+            link.stop_actors()
             for p in procs:
-                p.join(timeout=10)
+                p.join(timeout=30)
                 if p.is_alive():
                     p.terminate()
-            endpoint.close()
+            link.close()
     run.actor.load_weights(learner.weights(), learner.updates)
     if not run.curve or run.curve[-1]["env_steps"] != c["env_steps"]:
         evaluate_run(run, writer)

@@ -31,6 +31,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "roll out a checkpoint's greedy policy and report success per task",
     ),
     "finetune": ("finetune.train", "FinetuneArgs", "run_finetune", "online fine-tuning on a new instruction"),
+    "actor": (
+        "finetune.remote",
+        "ActorArgs",
+        "run_actor",
+        "collect practice episodes for a learner elsewhere (qt finetune --listen)",
+    ),
     "serve": (
         "qtransformer.serving.server",
         "ServeArgs",

@@ -1,17 +1,13 @@
-import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
-import pytest
 import torch
 
 from finetune.store import EpisodeStore, load_snapshot, save_snapshot
-from finetune.transport import ActorEndpoint, LearnerEndpoint
 
 from .helpers import make_episode
 
@@ -67,46 +63,3 @@ def test_snapshot_is_atomic(tmp_path):
     save_snapshot(path, {"step": 1, "w": torch.ones(3)})
     assert load_snapshot(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["learner.pt"]
-
-
-def _actor_proc(address, n_episodes, q):
-    ep_ = ActorEndpoint(address, authkey=b"k")
-    got = ep_.latest_weights(timeout=10)
-    q.put(("weights", got[0], float(got[1]["w"].sum())))
-    for i in range(n_episodes):
-        stats = {"safety_violations": i, "human_reset": i == 2}
-        ep_.send_episode(make_episode(seed=100 + i, instruction=f"actor {i}"), stats)
-    newer = ep_.latest_weights(timeout=10)
-    q.put(("weights", newer[0], float(newer[1]["w"].sum())))
-    ep_.close()
-
-
-def test_actor_learner_exchange_between_two_processes():
-    learner = LearnerEndpoint(authkey=b"k")
-    learner.publish(1, {"w": torch.ones(4)})
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_actor_proc, args=(learner.address, 3, q))
-    p.start()
-    assert q.get(timeout=60) == ("weights", 1, 4.0)
-    episodes = []
-    deadline = time.monotonic() + 30
-    while len(episodes) < 3 and time.monotonic() < deadline:
-        episodes += learner.poll_episodes(timeout=1.0)
-    assert [e.instruction for e, _ in episodes] == ["actor 0", "actor 1", "actor 2"]
-    np.testing.assert_array_equal(episodes[1][0].state, make_episode(seed=101).state)
-    # What the actor measured travels with the episode (safety violations, human resets).
-    assert [s for _, s in episodes] == [{"safety_violations": i, "human_reset": i == 2} for i in range(3)]
-    learner.publish(2, {"w": torch.full((4,), 2.0)})
-    assert q.get(timeout=30) == ("weights", 2, 8.0)
-    p.join(timeout=30)
-    assert p.exitcode == 0
-    learner.close()
-
-
-def test_wrong_authkey_is_refused():
-    learner = LearnerEndpoint(authkey=b"right")
-    with pytest.raises((mp.AuthenticationError, ConnectionError, EOFError)):
-        ActorEndpoint(learner.address, authkey=b"wrong", connect_timeout=1)
-    assert learner.num_actors == 0
-    learner.close()
