@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,8 +74,14 @@ class ActorArgs:
 
 def actor_spec(run: FinetuneRun) -> dict[str, Any]:
     """What an actor needs to act for ``run``: sent in the learner's hello."""
+    from finetune.store import _atomic_write
+
     args, policy, cfg = run.args, run.policy, run.policy.model.cfg
+    run_id = run.out / "run_id"  # kept across --resume: an actor's unacknowledged episodes still belong
+    if not run_id.exists():
+        _atomic_write(run_id, secrets.token_hex(8).encode())
     return {
+        "run": run_id.read_text().strip(),
         "env": args.env,
         "env_kwargs": dict(policy.meta["env_kwargs"]),
         "task": run.task,

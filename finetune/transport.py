@@ -397,6 +397,22 @@ class Spool:
         counter = self.root / "next_seq"
         stored = int(counter.read_text()) if counter.exists() else 0
         self.next_seq = max([stored, *(s + 1 for s in seqs)])
+        run = self.root / "run"
+        self.run = run.read_text().strip() if run.exists() else ""
+
+    def set_run(self, run: str) -> list[int]:
+        """Record the run this spool collects for; episodes of the previous run move to
+        ``orphaned/<previous run>/``. Returns their sequence numbers."""
+        moved = []
+        if self.run:
+            aside = self.root / "orphaned" / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.run) or "unknown")
+            for seq, _ in self.pending():
+                aside.mkdir(parents=True, exist_ok=True)
+                os.replace(self.root / f"{seq:012d}.msgpack", aside / f"{seq:012d}.msgpack")
+                moved.append(seq)
+        self._write(self.root / "run", run.encode())
+        self.run = run
+        return moved
 
     def add(self, frame_for: Any) -> tuple[int, bytes]:
         """Reserve the next sequence number, build its frame with ``frame_for(seq)`` and keep it on disk."""
@@ -493,7 +509,25 @@ class ActorLink:
                 BAD_MESSAGE, f"{self.url} is not a qtransformer learner (protocol {PROTOCOL})"
             )
         self.hello = hello
+        if self.spool is not None:
+            self._adopt_run(str(hello.get("spec", {}).get("run", "")))
         return ws
+
+    def _adopt_run(self, run: str) -> None:
+        """Spooled episodes belong to the run that was being practised; an actor pointed at another run
+        moves them aside (``orphaned/<run>/``) rather than feed them to the wrong replay."""
+        assert self.spool is not None
+        before = self.spool.run
+        if before == run:
+            return
+        moved = self.spool.set_run(run)
+        if moved:
+            with self._lock:
+                for seq in moved:
+                    self._unacked.pop(seq, None)
+            log.warning(
+                "moved %d episode(s) of run %r aside: the learner practises run %r", len(moved), before, run
+            )
 
     def _run(self) -> None:
         delay = self.backoff_s

@@ -89,6 +89,54 @@ def test_actor_process_collects_through_the_transport(pretrained, tmp_path):
 
 
 @pytest.mark.slow
+def test_remote_actors_on_listen_with_one_killed_by_sigkill(pretrained, tmp_path, monkeypatch):
+    """``qt finetune --listen`` with no actors of its own; ``qt actor`` processes connect with the token.
+    The first is killed with SIGKILL mid-run; a second, started with its spool, takes over; the run
+    completes with every episode stored once."""
+    import socket
+    import threading
+
+    token = "remote-actor-token-0123456789"
+    monkeypatch.setenv("QT_LEARNER_TOKEN", token)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "remote"
+    result: dict = {}
+    args = _args(pretrained, out, env_steps=300, utd=0.5, eval_episodes=0, listen=f"127.0.0.1:{port}")
+    learner = threading.Thread(target=lambda: result.update(run_finetune(args, env_module=FAKE)))
+    learner.start()
+    spool = tmp_path / "spool"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from finetune.remote import ActorArgs, run_actor
+        run_actor(ActorArgs(learner="ws://127.0.0.1:{port}", spool={str(spool)!r},
+                            env_module={FAKE!r}, connect_timeout=120))
+        """
+    )
+    first = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "episodes").exists() or len(list((out / "episodes").glob("ep_*.npz"))) < 3:
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    learner.join(60)
+    assert not learner.is_alive() and result["env_steps"] >= 300
+    stored = EpisodeStore(out / "episodes").load_all()
+    sources = [e.info["source"] for e in stored]
+    assert len(set(sources)) == len(sources) == result["episodes"]  # none counted twice
+    assert len({session for session, _ in sources}) == 1  # the second actor took over the first's spool
+    # What is left in the spool came after the run's last stored episode: kept for a --resume.
+    left = sorted(int(p.stem) for p in spool.glob("*.msgpack"))
+    assert all(seq > max(s for _, s in sources) for seq in left)
+
+
+@pytest.mark.slow
 def test_sigkill_then_resume_keeps_every_finished_episode(pretrained, tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(

@@ -254,3 +254,21 @@ def test_actors_ride_out_a_learner_killed_with_sigkill(tmp_path):
     finally:
         actor.close()
         learner.kill()
+
+
+def test_episodes_of_another_run_are_moved_aside_not_sent(tmp_path):
+    spool = tmp_path / "spool"
+    first = LearnerLink(token=TOKEN, spec={**SPEC, "run": "run-a"})
+    actor = ActorLink(first.url, TOKEN, spool=spool)
+    actor.send_episode(make_episode(seed=1))
+    assert len(_drain(first, 1)) == 1  # received, never acknowledged
+    actor.close()
+    first.close()
+    second = LearnerLink(token=TOKEN, spec={**SPEC, "run": "run-b"})
+    again = ActorLink(second.url, TOKEN, spool=spool)
+    try:
+        assert again.pending == 0 and second.poll_episodes(timeout=0.5) == []
+        assert [p.name for p in (spool / "orphaned" / "run-a").iterdir()] == ["000000000000.msgpack"]
+    finally:
+        again.close()
+        second.close()
