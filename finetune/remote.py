@@ -26,7 +26,8 @@ from finetune.aprl import AprlConfig
 from finetune.transport import ActorLink
 
 if TYPE_CHECKING:
-    from finetune.builder import FinetuneRun
+    from finetune.train import FinetuneArgs
+    from qtransformer.policy import QTransformerPolicy
 
 log = logging.getLogger("qtransformer.finetune.actor")
 
@@ -60,6 +61,8 @@ class ActorArgs:
     """Seconds to wait for the learner at start."""
     reconnect_timeout: float = 600.0
     """Seconds the learner may stay unreachable (a restart) before the actor gives up."""
+    torch_threads: int = 0
+    """Intra-op threads for acting; 0 leaves torch's default (every core)."""
     token: tyro.conf.Suppress[str | None] = None
     """The token itself (actors that ``qt finetune`` starts get it this way)."""
     env_module: tyro.conf.Suppress[str] = "envs"
@@ -68,27 +71,38 @@ class ActorArgs:
     def __post_init__(self) -> None:
         if not self.learner.startswith(("ws://", "wss://")):
             raise ValueError(f"--learner must be ws://HOST:PORT, got {self.learner!r}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.actor_id < 0 or self.max_pending < 1 or (self.episodes is not None and self.episodes < 1):
             raise ValueError("actor_id >= 0, max_pending >= 1 and episodes >= 1 (or None) are required")
 
 
-def actor_spec(run: FinetuneRun) -> dict[str, Any]:
-    """What an actor needs to act for ``run``: sent in the learner's hello."""
+def run_id(out: str | os.PathLike) -> str:
+    """The id of the run in ``out`` (made on first use, kept across ``--resume``): an actor's spooled
+    episodes belong to it."""
     from finetune.store import _atomic_write
 
-    args, policy, cfg = run.args, run.policy, run.policy.model.cfg
-    run_id = run.out / "run_id"  # kept across --resume: an actor's unacknowledged episodes still belong
-    if not run_id.exists():
-        _atomic_write(run_id, secrets.token_hex(8).encode())
+    path = Path(out) / "run_id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, secrets.token_hex(8).encode())
+    return path.read_text().strip()
+
+
+def actor_spec(
+    args: FinetuneArgs, task: str, policy: QTransformerPolicy, encoder_name: str, run: str
+) -> dict[str, Any]:
+    """What an actor needs to practise ``task`` for run ``run``: sent in the learner's hello."""
+    cfg = policy.model.cfg
     return {
-        "run": run_id.read_text().strip(),
+        "run": run,
         "env": args.env,
         "env_kwargs": dict(policy.meta["env_kwargs"]),
-        "task": run.task,
+        "task": task,
         "reset_free": args.reset_free,
         "model": cfg.to_dict(),
         "bins": policy.bins.to_dict(),
-        "encoder": run.encoder_name,
+        "encoder": encoder_name,
         "exploration": dataclasses.asdict(args.exploration),
         "aprl": dataclasses.asdict(args.aprl),
         "seed": args.seed,
@@ -138,6 +152,10 @@ def run_actor(args: ActorArgs) -> dict[str, Any]:
     from qtransformer.serving.auth import load_token
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     token = args.token or load_token(args.token_env, args.token_file)
     spool = Path(args.spool or os.path.join("runs", "actor", str(args.actor_id)))
     link = ActorLink(

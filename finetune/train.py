@@ -203,7 +203,7 @@ def count_episode(run: FinetuneRun, ep: Episode, stats: Mapping[str, Any], write
 def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, list[Any]]:
     """Listen for actors (``--listen``, else on a free loopback port) and start ``--actors`` of them as
     child processes: the same ``qt actor`` a robot's computer runs."""
-    from finetune.remote import ActorArgs, actor_spec, run_actor
+    from finetune.remote import ActorArgs, actor_spec, run_actor, run_id
     from finetune.transport import LearnerLink, new_token
     from qtransformer.serving.auth import is_loopback, load_token
 
@@ -217,7 +217,12 @@ def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, list[
                 "--token-file to the token they present"
             )
         token = new_token()  # only the actors started here know it
-    link = LearnerLink(host, port, token, spec=actor_spec(run), seen=run.sources)
+    elif len(token) < 16:
+        raise ValueError(
+            f"the learner token (from {args.token_env} or --token-file) must be at least 16 characters"
+        )
+    spec = actor_spec(args, run.task, run.policy, run.encoder_name, run_id(run.out))
+    link = LearnerLink(host, port, token, spec=spec, seen=run.sources)
     link.publish(run.learner.updates, run.learner.weights())
     if args.listen:
         print(f"learner listening for actors at {link.url}", flush=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -44,12 +43,13 @@ from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from finetune.episode import Episode
 from qtransformer.serving.auth import bearer_ok
+from qtransformer.serving.client import AuthError, open_connection
 from qtransformer.serving.protocol import (
     BAD_MESSAGE,
     BAD_REQUEST,
@@ -66,11 +66,6 @@ MAX_FRAME_BYTES = 512 * 2**20
 """Largest frame either side accepts: a long episode of camera frames, or a large model's weights."""
 MAX_SESSION_CHARS = 64
 STAT_TYPES = (bool, int, float, str, type(None))
-_LEGACY: dict[str, Any] = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
-
-
-class AuthError(ConnectionError):
-    """The learner refused the actor's token (HTTP 401); retrying will not help."""
 
 
 def new_token() -> str:
@@ -486,22 +481,7 @@ class ActorLink:
 
     # ----- background thread -----------------------------------------------------------------------
     def _open(self) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        try:
-            ws = connect(
-                self.url,
-                additional_headers=headers,
-                open_timeout=10,
-                close_timeout=1,
-                max_size=MAX_FRAME_BYTES,
-                compression=None,
-                proxy=None,
-                **_LEGACY,
-            )
-        except InvalidStatus as e:
-            if e.response.status_code == 401:
-                raise AuthError(f"{self.url} refused the actor's token (401)") from None
-            raise ConnectionError(f"{self.url} answered HTTP {e.response.status_code}") from e
+        ws = open_connection(self.url, self.token, 10.0, max_size=MAX_FRAME_BYTES)
         hello = unpackb(ws.recv(timeout=10))
         if not isinstance(hello, dict) or hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL:
             ws.close()
@@ -576,7 +556,8 @@ class ActorLink:
                 continue
             kind = msg.get("type")
             if kind == "weights":
-                self._weights = (int(msg["version"]), dict(msg["weights"]))
+                # Writable copies: the decoded arrays are read-only views of the frame.
+                self._weights = (int(msg["version"]), {k: np.array(v) for k, v in msg["weights"].items()})
                 self._weights_event.set()
             elif kind == "ack" and msg.get("session") == self.session:
                 seq = int(msg["seq"])

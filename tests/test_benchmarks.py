@@ -141,3 +141,11 @@ def test_bench_server(tmp_path: Path) -> None:
     assert r["clients"] == 2
     # Unbatched means one request per model call.
     assert r["unbatched_batch_size_mean"] == 1.0
+
+
+def test_bench_actors(tmp_path: Path) -> None:
+    r = run_bench("bench_actors", "--tiny", "--seconds", "1", "--actors", "1", "2", cwd=tmp_path)
+    assert_figures(r, {"baseline_env_steps_per_s", "seconds"})
+    assert set(r["env_steps_per_s"]) == set(r["ratio_to_baseline"]) == {"1", "2"}
+    assert all(v > 0 and math.isfinite(v) for v in r["env_steps_per_s"].values())
+    assert r["tiny"] is True

@@ -42,6 +42,29 @@ class AuthError(PermissionError):
     """The server refused the token (HTTP 401); reconnecting will not help."""
 
 
+def open_connection(url: str, token: str | None, timeout: float, max_size: int | None) -> ClientConnection:
+    """A websocket to ``url`` presenting ``token`` (``Authorization: Bearer``): no compression (arrays
+    barely compress) and no proxy. A 401 is an :class:`AuthError`, any other refusal a ConnectionError."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return connect(
+            url,
+            additional_headers=headers,
+            open_timeout=timeout,
+            close_timeout=1.0,
+            max_size=max_size,
+            compression=None,
+            proxy=None,
+            **_LEGACY,
+        )
+    except InvalidStatus as e:
+        status = e.response.status_code
+        body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
+        if status == 401:
+            raise AuthError(f"{url} refused the connection (401): {body}") from None
+        raise ConnectionError(f"{url} answered HTTP {status}: {body}") from e
+
+
 class PolicyClient:
     """``act(observation, instruction) -> reply dict`` against a policy server, with reconnects."""
 
@@ -72,24 +95,7 @@ class PolicyClient:
 
     # ----- connection ------------------------------------------------------------------------------
     def _open(self) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        try:
-            ws = connect(
-                self.url,
-                additional_headers=headers,
-                open_timeout=self.timeout,
-                close_timeout=1.0,
-                max_size=None,  # replies are small; the server bounds what it sends
-                compression=None,
-                proxy=None,
-                **_LEGACY,
-            )
-        except InvalidStatus as e:
-            status = e.response.status_code
-            body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
-            if status == 401:
-                raise AuthError(f"{self.url} refused the connection (401): {body}") from None
-            raise ConnectionError(f"{self.url} answered HTTP {status}: {body}") from e
+        ws = open_connection(self.url, self.token, self.timeout, max_size=None)  # the server bounds replies
         try:
             meta = unpackb(ws.recv(timeout=self.timeout))
         except BaseException:

@@ -109,8 +109,11 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_encode_default, use_bin_type=True)
 
 
-def unpackb(data: bytes | bytearray | memoryview) -> Any:
-    """Decode msgpack bytes; arrays come back as read-only numpy views. Raises :class:`ProtocolError`."""
+def unpackb(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode msgpack bytes; arrays come back as read-only numpy views. Raises :class:`ProtocolError`,
+    also for a ``str`` (a websocket text frame, which never holds msgpack)."""
+    if isinstance(data, str):
+        raise ProtocolError(BAD_MESSAGE, "expected a binary frame holding msgpack, got a text frame")
     try:
         return msgpack.unpackb(data, object_hook=_decode_array, raw=False, strict_map_key=False)
     except ProtocolError:
