@@ -189,7 +189,7 @@ def run_actor(args: ActorArgs) -> dict[str, Any]:
                 raise ConnectionError(f"actor {args.actor_id}: no weights from the learner within 60 s")
             while link.pending >= args.max_pending and not link.stopped:
                 link.flush(timeout=1.0)
-                link.latest_weights()  # raises if the learner has been gone too long
+                link.check()  # raises if the learner has been gone too long
             ep, stats = actor.collect(env_steps)
             env_steps += len(ep)
             if link.stopped:

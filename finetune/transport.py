@@ -477,7 +477,7 @@ class ActorLink:
         if not self._hello_event.wait(connect_timeout):
             self.close()
             raise ConnectionError(f"no learner answered at {url} within {connect_timeout} s")
-        self._raise_if_failed()
+        self.check()
 
     # ----- background thread -----------------------------------------------------------------------
     def _open(self) -> ClientConnection:
@@ -577,7 +577,8 @@ class ActorLink:
                 return
 
     # ----- the actor's calls -----------------------------------------------------------------------
-    def _raise_if_failed(self) -> None:
+    def check(self) -> None:
+        """Raise if the learner refused the token or has been unreachable for ``reconnect_timeout``."""
         if self._fatal is not None:
             raise self._fatal
         down = self._down_since
@@ -590,7 +591,7 @@ class ActorLink:
         """The newest weights not yet picked up (older ones are skipped), or None."""
         if self._weights is None:
             self._weights_event.wait(timeout)
-        self._raise_if_failed()
+        self.check()
         got, self._weights = self._weights, None
         self._weights_event.clear()
         return got
@@ -598,7 +599,7 @@ class ActorLink:
     def send_episode(self, ep: Episode, stats: Mapping[str, Any] | None = None) -> int:
         """Queue a finished episode (on disk first, with a spool); the link sends it and resends it
         until the learner acknowledges it. Returns its sequence number."""
-        self._raise_if_failed()
+        self.check()
         body = {"episode": episode_to_wire(ep), "stats": dict(stats or {})}
 
         def frame_for(seq: int) -> bytes:
