@@ -100,6 +100,12 @@ class FinetuneArgs:
     """Environment variable holding the token actors must present (``--listen``)."""
     token_file: str | None = None
     """File whose first line is that token (takes precedence over the environment variable)."""
+    actor_launcher: Literal["process", "ray"] = "process"
+    """How ``--actors`` are started: child processes of this command, or Ray tasks (one CPU each) on a
+    local Ray instance or the cluster at ``--ray-address`` (``pip install ray``)."""
+    ray_address: str | None = None
+    """Ray cluster to start actors on (``auto``: the one this machine is part of); None starts a local
+    instance."""
     eval_every: int = 1000
     """Environment steps between greedy evaluations of the target task."""
     eval_episodes: int = 10
@@ -200,10 +206,10 @@ def count_episode(run: FinetuneRun, ep: Episode, stats: Mapping[str, Any], write
             writer.add_scalar(tag, value, c["env_steps"])
 
 
-def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, list[Any]]:
-    """Listen for actors (``--listen``, else on a free loopback port) and start ``--actors`` of them as
-    child processes: the same ``qt actor`` a robot's computer runs."""
-    from finetune.remote import ActorArgs, actor_spec, run_actor, run_id
+def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, Any]:
+    """Listen for actors (``--listen``, else on a free loopback port) and start ``--actors`` of them
+    (child processes, or Ray tasks): the same ``qt actor`` a robot's computer runs."""
+    from finetune.remote import ActorArgs, actor_spec, run_id
     from finetune.transport import LearnerLink, new_token
     from qtransformer.serving.auth import is_loopback, load_token
 
@@ -226,21 +232,77 @@ def start_actors(run: FinetuneRun, env_module: str = "envs") -> tuple[Any, list[
     link.publish(run.learner.updates, run.learner.weights())
     if args.listen:
         print(f"learner listening for actors at {link.url}", flush=True)
-    ctx = mp.get_context("spawn")
-    procs = []
-    for i in range(args.actors):
-        actor_args = ActorArgs(
-            learner=f"ws://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{link.address[1]}",
+    dial = host
+    if host in ("0.0.0.0", "", "::"):  # bound everywhere: local actors dial loopback, Ray's nodes this node
+        dial = "127.0.0.1" if args.actor_launcher == "process" else _node_ip()
+    actor_args = [
+        ActorArgs(
+            learner=f"ws://{dial}:{link.address[1]}",
             actor_id=i,
             spool=str(run.out / "actors" / str(i)),
             token=token,
             prior_data=args.prior_data,
             env_module=env_module,
         )
-        p = ctx.Process(target=run_actor, args=(actor_args,), daemon=True)
-        p.start()
-        procs.append(p)
-    return link, procs
+        for i in range(args.actors)
+    ]
+    return link, launch_actors(actor_args, args.actor_launcher, args.ray_address)
+
+
+def _node_ip() -> str:
+    import ray
+
+    return str(ray.util.get_node_ip_address())
+
+
+class _ActorProcesses:
+    """``--actor-launcher process``: spawned child processes."""
+
+    def __init__(self, actor_args: list[Any]):
+        from finetune.remote import run_actor
+
+        ctx = mp.get_context("spawn")
+        self.procs = [ctx.Process(target=run_actor, args=(a,), daemon=True) for a in actor_args]
+        for p in self.procs:
+            p.start()
+
+    def join(self, timeout: float) -> None:
+        for p in self.procs:
+            p.join(timeout=timeout)
+            if p.is_alive():
+                p.terminate()
+
+
+class _RayActors:
+    """``--actor-launcher ray``: one Ray task per actor, one CPU each, on a local Ray instance or the
+    cluster at ``ray_address``; Ray places them and restarts a task whose worker died."""
+
+    def __init__(self, actor_args: list[Any], address: str | None):
+        import ray
+
+        from finetune.remote import run_actor
+
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        task = ray.remote(num_cpus=1, max_retries=3)(run_actor)
+        self.refs = [task.remote(a) for a in actor_args]
+
+    def join(self, timeout: float) -> None:
+        _, running = self.ray.wait(self.refs, num_returns=len(self.refs), timeout=timeout)
+        for ref in running:
+            self.ray.cancel(ref, force=True)
+        if self.started:
+            self.ray.shutdown()
+
+
+def launch_actors(actor_args: list[Any], launcher: str, ray_address: str | None) -> Any:
+    """Start one actor per entry of ``actor_args``; the result's ``join(timeout)`` waits for them to
+    finish after the learner told them to stop, and ends the ones that do not."""
+    if launcher == "ray":
+        return _RayActors(actor_args, ray_address)
+    return _ActorProcesses(actor_args)
 
 
 def practise(run: FinetuneRun, env_module: str = "envs") -> None:
@@ -252,9 +314,9 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
     args, c, learner = run.args, run.counters, run.learner
     writer = SummaryWriter(str(run.out / "logs"))
     link: Any = None
-    procs: list[Any] = []
+    actors: Any = None
     if args.actors or args.listen:
-        link, procs = start_actors(run, env_module)
+        link, actors = start_actors(run, env_module)
     if not run.curve:
         evaluate_run(run, writer)  # zero-shot point at step 0
     bar = tqdm(
@@ -310,10 +372,7 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
         bar.close()
         if link is not None:
             link.stop_actors()
-            for p in procs:
-                p.join(timeout=30)
-                if p.is_alive():
-                    p.terminate()
+            actors.join(timeout=30)
             link.close()
     run.actor.load_weights(learner.weights(), learner.updates)
     if not run.curve or run.curve[-1]["env_steps"] != c["env_steps"]:

@@ -89,6 +89,19 @@ def test_actor_process_collects_through_the_transport(pretrained, tmp_path):
 
 
 @pytest.mark.slow
+def test_actors_as_ray_tasks(pretrained, tmp_path):
+    """``--actor-launcher ray``: the actors are Ray tasks on a local Ray instance, through the same link."""
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    args = _args(pretrained, out, env_steps=120, utd=0.5, eval_episodes=0, actors=2, actor_launcher="ray")
+    s = run_finetune(args, env_module=FAKE)
+    assert s["env_steps"] >= 120
+    stored = EpisodeStore(out / "episodes").load_all()
+    assert stored and all("source" in e.info for e in stored)  # every episode came over the link
+    assert sorted(p.name for p in (out / "actors").iterdir() if p.is_dir()) == ["0", "1"]  # 2 tasks ran
+
+
+@pytest.mark.slow
 def test_remote_actors_on_listen_with_one_killed_by_sigkill(pretrained, tmp_path, monkeypatch):
     """``qt finetune --listen`` with no actors of its own; ``qt actor`` processes connect with the token.
     The first is killed with SIGKILL mid-run; a second, started with its spool, takes over; the run
