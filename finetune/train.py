@@ -331,6 +331,10 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
             before = c["env_steps"]
             if link is not None:
                 for got in link.poll_episodes(timeout=5.0):
+                    if c["env_steps"] >= args.env_steps:
+                        # The budget is spent: what actors sent meanwhile stays in their spools,
+                        # unacknowledged, for a --resume with a larger budget.
+                        break
                     got.episode.info["source"] = (got.session, got.seq)
                     stats = {"success": got.episode.success, "safety_violations": 0, "human_reset": False}
                     count_episode(run, got.episode, {**stats, **got.stats}, writer)
