@@ -114,6 +114,8 @@ def actor_spec(
 
 def actor_from_spec(spec: dict[str, Any], actor_id: int, encoder: str | None, env_module: str) -> Actor:
     """The policy (weights follow from the learner) and env an actor practises with."""
+    from finetune.builder import make_actor
+    from finetune.train import FinetuneArgs
     from qtransformer.bins import ActionBins
     from qtransformer.config import ModelConfig
     from qtransformer.model import QTransformer
@@ -127,24 +129,19 @@ def actor_from_spec(spec: dict[str, Any], actor_id: int, encoder: str | None, en
         TextEncoder(encoder or spec["encoder"]),
         {"env": spec["env"], "env_kwargs": spec["env_kwargs"]},
     )
-    env = importlib.import_module(env_module).make_env(
-        spec["env"],
-        image_size=cfg.image_size,
-        tasks="all",
-        reset_free=spec["reset_free"],
-        **spec["env_kwargs"],
-    )
     aprl = dict(spec["aprl"])
     if aprl.get("exempt_dims") is not None:
         aprl["exempt_dims"] = tuple(aprl["exempt_dims"])
-    return Actor(
-        policy,
-        env,
-        spec["task"],
-        ExplorationConfig(**spec["exploration"]),
-        AprlConfig(**aprl),
-        seed=int(spec["seed"]) + 1000 * (actor_id + 1),
+    args = FinetuneArgs(
+        env=spec["env"],
+        task=spec["task"],
+        reset_free=spec["reset_free"],
+        exploration=ExplorationConfig(**spec["exploration"]),
+        aprl=AprlConfig(**aprl),
+        seed=int(spec["seed"]),
     )
+    envs = importlib.import_module(env_module)
+    return make_actor(args, policy, envs, seed=args.seed + 1000 * (actor_id + 1))
 
 
 def run_actor(args: ActorArgs) -> dict[str, Any]:

@@ -264,9 +264,7 @@ class LearnerLink:
 
     def _receive(self, message: str | bytes, ws: ServerConnection) -> dict[str, Any] | None:
         try:
-            if isinstance(message, str):
-                raise ProtocolError(BAD_MESSAGE, "expected a binary frame holding msgpack")
-            msg = unpackb(message)
+            msg = unpackb(message)  # a text frame is refused there
             if not isinstance(msg, dict) or msg.get("type") != "episode":
                 raise ProtocolError(BAD_REQUEST, "an actor sends maps of type 'episode'")
             session, seq = msg.get("session"), msg.get("seq")
@@ -306,7 +304,10 @@ class LearnerLink:
             k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
             for k, v in state_dict.items()
         }
-        frame = packb({"type": "weights", "version": int(version), "weights": arrays})
+        self._broadcast(packb({"type": "weights", "version": int(version), "weights": arrays}))
+
+    def _broadcast(self, frame: bytes) -> None:
+        """Send ``frame`` to every connected actor, and to every actor that connects later."""
 
         async def send() -> None:
             self._latest = frame
@@ -343,16 +344,8 @@ class LearnerLink:
         asyncio.run_coroutine_threadsafe(send(), self.loop)
 
     def stop_actors(self) -> None:
-        """Tell every connected actor that the run is over."""
-        frame = packb({"type": "stop"})
-
-        async def send() -> None:
-            self._latest = frame  # an actor reconnecting now hears it too
-            for ws in list(self._conns):
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send(frame)
-
-        self._call(send())
+        """Tell every actor, connected now or reconnecting later, that the run is over."""
+        self._broadcast(packb({"type": "stop"}))
 
     def close(self) -> None:
         async def stop() -> None:
@@ -409,14 +402,10 @@ class Spool:
         self.run = run
         return moved
 
-    def add(self, frame_for: Any) -> tuple[int, bytes]:
-        """Reserve the next sequence number, build its frame with ``frame_for(seq)`` and keep it on disk."""
-        seq = self.next_seq
-        frame: bytes = frame_for(seq)
+    def add(self, seq: int, frame: bytes) -> None:
+        """Keep episode ``seq``'s frame on disk, and remember that numbering goes on after it."""
         self._write(self.root / f"{seq:012d}.msgpack", frame)
-        self.next_seq = seq + 1
-        self._write(self.root / "next_seq", str(self.next_seq).encode())
-        return seq, frame
+        self._write(self.root / "next_seq", str(seq + 1).encode())
 
     def pending(self) -> list[tuple[int, bytes]]:
         files = sorted(p for p in self.root.iterdir() if _SPOOLED.match(p.name))
@@ -600,16 +589,19 @@ class ActorLink:
         """Queue a finished episode (on disk first, with a spool); the link sends it and resends it
         until the learner acknowledges it. Returns its sequence number."""
         self.check()
-        body = {"episode": episode_to_wire(ep), "stats": dict(stats or {})}
-
-        def frame_for(seq: int) -> bytes:
-            return packb({"type": "episode", "session": self.session, "seq": seq, **body})
-
+        seq = self._next_seq
+        frame = packb(
+            {
+                "type": "episode",
+                "session": self.session,
+                "seq": seq,
+                "episode": episode_to_wire(ep),
+                "stats": dict(stats or {}),
+            }
+        )
         if self.spool is not None:
-            seq, frame = self.spool.add(frame_for)
-        else:
-            seq, frame = self._next_seq, frame_for(self._next_seq)
-            self._next_seq += 1
+            self.spool.add(seq, frame)
+        self._next_seq = seq + 1
         with self._lock:
             self._unacked[seq] = frame
         return seq

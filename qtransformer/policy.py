@@ -80,20 +80,15 @@ class FrameTokenCache:
                     missing.setdefault(keys[b][v], (b, v))
         self.misses += len(missing)
         self.hits += B * V - len(missing)
-        fresh: dict[bytes, torch.Tensor] = {}
         if missing:
             where = list(missing.values())
             frames = torch.from_numpy(np.stack([images[b, v] for b, v in where])).to(emb.device)
             out = self.model.frame_tokens(frames, emb[[b for b, _ in where]])  # (N, T, d)
-            fresh = dict(zip(missing, out))
-        rows = [
-            torch.stack([fresh[k] if k in fresh else self._entries[k] for k in keys[b]]) for b in range(B)
-        ]
-        for k, t in fresh.items():
-            self._entries[k] = t
-        while len(self._entries) > self.capacity:
+            self._entries.update(zip(missing, out))
+        tokens = torch.stack([torch.stack([self._entries[k] for k in row]) for row in keys])
+        while len(self._entries) > self.capacity:  # after reading: a batch larger than the cache still works
             self._entries.popitem(last=False)
-        return torch.stack(rows)
+        return tokens
 
 
 class QTransformerPolicy:
