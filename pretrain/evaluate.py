@@ -5,7 +5,8 @@ configuration), a task split (``envs.tasks.split_task_ids``: train, tuning or te
 number of episodes per task per checkpoint, all played from the *report starts* (``REPORT_SEED``),
 which no training curve ever sees. The result gives, per task and overall, the mean success over
 training seeds, their spread, a 95% Wilson interval on the pooled episodes and the mean length of the
-successful episodes. ``--record NAME`` appends it to ``docs/results/summary.json``, from which
+successful episodes. Fine-tuned checkpoints, one per held-out task and seed, are each scored on the task
+they practised (``own_task_checkpoints``). ``--record NAME`` appends it to ``docs/results/summary.json``, from which
 ``python -m scripts.results_table`` writes the tables of docs/results.md.
 
 A figure with fewer than ``PROTOCOL_EPISODES`` episodes per task or fewer than ``PROTOCOL_SEEDS``
@@ -70,7 +71,8 @@ class EvalArgs:
 
     checkpoint: tuple[str, ...]
     """Inference checkpoint directories (model.safetensors + config.json), one per training seed of the
-    same configuration; the figure is their mean, with the spread over them."""
+    same configuration; the figure is their mean, with the spread over them. Checkpoints fine-tuned on
+    the tasks of a split (one per task and seed) are each scored on their own task."""
     env: Literal["garbage_sort", "navigate"] | None = None
     """Env to evaluate in; defaults to the one recorded in the checkpoints."""
     split: Literal["train", "tuning", "test"] | None = None
@@ -320,6 +322,34 @@ def record_entry(path: str | os.PathLike, entry: dict[str, Any]) -> list[dict[st
     return entries
 
 
+def own_task_checkpoints(practised: list[str | None], tasks: list[str], split: str) -> list[str] | None:
+    """The task each checkpoint is scored on when the checkpoints were fine-tuned on the split's tasks.
+
+    ``practised`` is what each checkpoint's metadata records as its fine-tuning task (None: not
+    fine-tuned). When every checkpoint practised a task of a split of several tasks, each plays only
+    its own task (a policy fine-tuned on one held-out task is not a policy for the others), and every
+    task needs the same number of checkpoints, one per training seed: the returned list. When none
+    practised a task of the split (pretrained checkpoints; or fine-tuned ones scored on the training
+    tasks, to see what practice cost them), every checkpoint plays every task: None.
+    """
+    inside = [t is not None and t in tasks for t in practised]
+    if len(tasks) < 2 or not any(inside):
+        return None
+    if not all(inside):
+        outside = sorted({str(t) for t, ok in zip(practised, inside, strict=True) if not ok})
+        raise ValueError(
+            f"some checkpoints were fine-tuned on the {split} tasks and others not (practised: {outside}): "
+            "score seeds of one configuration, one checkpoint per task and seed"
+        )
+    counts = {t: practised.count(t) for t in tasks}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"each {split} task needs the same number of fine-tuned checkpoints (one per training seed), "
+            f"got {counts}"
+        )
+    return [str(t) for t in practised]
+
+
 def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     """Play every checkpoint on the report starts; print (and with ``--record``, store) the figure."""
     for ckpt in args.checkpoint:
@@ -345,31 +375,36 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
         raise ValueError(f"the checkpoints were trained at different env settings: {kwargs}")
     labels = _labels(args, [p.meta for p in policies], [p.model.cfg.image_size for p in policies])
 
+    own = own_task_checkpoints([p.meta.get("task") for p in policies], tasks, split)
     successes: dict[str, list[list[bool]]] = {t: [] for t in tasks}
     lengths: dict[str, list[list[int]]] = {t: [] for t in tasks}
-    for policy in policies:
-        res = evaluate_policy(policy, env_name, tasks, args.episodes, (args.paraphrases,), REPORT_SEED)
-        for t in tasks:
+    for i, policy in enumerate(policies):
+        played = [own[i]] if own is not None else tasks
+        # Each task keeps its own block of report starts, whichever checkpoint plays it.
+        for t in played:
+            seed = REPORT_SEED + TASK_SEED_STRIDE * tasks.index(t)
+            res = evaluate_policy(policy, env_name, [t], args.episodes, (args.paraphrases,), seed)
             successes[t].append(res[args.paraphrases]["successes"][t])
             lengths[t].append(res[args.paraphrases]["lengths"][t])
+    n_seeds = len(successes[tasks[0]])
     # Overall: each seed's episodes of every task together (equal counts, so its rate is the task mean).
     overall = success_stats(
-        [[x for t in tasks for x in successes[t][s]] for s in range(len(policies))],
-        [[x for t in tasks for x in lengths[t][s]] for s in range(len(policies))],
+        [[x for t in tasks for x in successes[t][s]] for s in range(n_seeds)],
+        [[x for t in tasks for x in lengths[t][s]] for s in range(n_seeds)],
     )
     gaps = []
     if args.episodes < PROTOCOL_EPISODES:
         gaps.append(
             f"{args.episodes} episodes per task per seed (the protocol asks for >= {PROTOCOL_EPISODES})"
         )
-    if len(policies) < PROTOCOL_SEEDS:
-        gaps.append(f"{len(policies)} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
+    if n_seeds < PROTOCOL_SEEDS:
+        gaps.append(f"{n_seeds} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
     result: dict[str, Any] = {
         "env": env_name,
         "tasks": tasks,
         "split": split,
         **labels,
-        "seeds": len(policies),
+        "seeds": n_seeds,
         "episodes_per_task": args.episodes,
         **overall,
         "protocol": not gaps,
@@ -379,6 +414,7 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
         "paraphrases": args.paraphrases,
         "first_seed": REPORT_SEED,
         "checkpoints": list(args.checkpoint),
+        "each_checkpoint_on_its_own_task": own is not None,
         "per_task": {t: success_stats(successes[t], lengths[t]) for t in tasks},
     }
     text = json.dumps(result, indent=2)

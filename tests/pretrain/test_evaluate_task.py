@@ -181,3 +181,33 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         main(["evaluate", "--checkpoint", ckpt, "--split", "heldout"])
     with pytest.raises(ValueError, match="summary entry lacks"):
         E.record_entry(tmp_path / "s.json", {"name": "x"})
+
+
+def test_finetuned_checkpoints_are_each_scored_on_their_own_task(tmp_path: Path, seen_seeds: list) -> None:
+    test_tasks = list(T.split_task_ids("navigate", "test"))
+    ckpts = [
+        _checkpoint(tmp_path / f"{i}_{s}", s, {"task": t, "env_steps": 300})
+        for s in range(2)
+        for i, t in enumerate(test_tasks)
+    ]
+    res = run_evaluate(EvalArgs(checkpoint=tuple(ckpts), split="test", episodes=2))
+    assert res["each_checkpoint_on_its_own_task"] is True
+    assert res["seeds"] == 2 and res["episodes"] == 2 * 2 * len(test_tasks)
+    # Each task on its own block of report starts, played once per seed by that task's checkpoints only.
+    expected = [
+        (E.REPORT_SEED + E.TASK_SEED_STRIDE * i + e, t) for i, t in enumerate(test_tasks) for e in range(2)
+    ]
+    assert seen_seeds == expected * 2
+    assert all(r["episodes"] == 4 for r in res["per_task"].values())
+
+
+def test_own_task_rule_refuses_mixed_or_uneven_checkpoints() -> None:
+    tasks = ["a", "b"]
+    assert E.own_task_checkpoints(["a", "b", "b", "a"], tasks, "test") == ["a", "b", "b", "a"]
+    assert E.own_task_checkpoints([None, None], tasks, "test") is None  # pretrained: every task
+    assert E.own_task_checkpoints(["c", "c"], tasks, "train") is None  # fine-tuned elsewhere: every task
+    assert E.own_task_checkpoints(["a"], ["a"], "tuning") is None  # one task: nothing to choose
+    with pytest.raises(ValueError, match="same number of fine-tuned checkpoints"):
+        E.own_task_checkpoints(["a", "a", "b"], tasks, "test")
+    with pytest.raises(ValueError, match="others not"):
+        E.own_task_checkpoints(["a", None], tasks, "test")
