@@ -86,10 +86,25 @@ def _row(e: dict[str, Any]) -> str:
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
+def _per_task(e: dict[str, Any]) -> str | None:
+    """Each task's success and interval, for an entry over several tasks (every one of them counts)."""
+    per = e.get("per_task") or {}
+    if len(per) < 2:
+        return None
+    cells = []
+    for task, st in per.items():
+        lo, hi = st["ci95"]
+        cells.append(f"`{task}` {_pct(st['success_mean'])} [{100 * lo:.1f}, {100 * hi:.1f}]")
+    return "Per task: " + ", ".join(cells) + "."
+
+
 def _notes(e: dict[str, Any]) -> str | None:
     parts = []
     if e.get("note"):
         parts.append(e["note"])
+    per_task = _per_task(e)
+    if per_task:
+        parts.append(per_task)
     if e.get("protocol_gaps"):
         parts.append("Not the protocol: " + "; ".join(e["protocol_gaps"]) + ".")
     if e.get("commit"):

@@ -90,3 +90,17 @@ def test_committed_page_is_what_the_committed_summary_gives() -> None:
     assert R.update_page(page, load_summary(ROOT / "docs/results/summary.json")) == page, (
         "docs/results.md is out of date: run python -m scripts.results_table"
     )
+
+
+def test_an_entry_over_several_tasks_lists_each_task_under_the_table() -> None:
+    per_task = {
+        "go_to:blue_cone": {"success_mean": 0.5733, "ci95": [0.5169, 0.6279]},
+        "go_to:green_pillar": {"success_mean": 0.96, "ci95": [0.931, 0.9771]},
+    }
+    text = R.render_tables(
+        [_entry("full", per_task=per_task), _entry("one", per_task={"a": per_task["go_to:blue_cone"]})]
+    )
+    lines = text.splitlines()
+    full = next(line for line in lines if line.startswith("- **full**"))
+    assert "Per task: `go_to:blue_cone` 57.3% [51.7, 62.8], `go_to:green_pillar` 96.0% [93.1, 97.7]." in full
+    assert not any("Per task" in line for line in lines if line.startswith("- **one**"))
