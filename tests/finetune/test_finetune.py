@@ -365,3 +365,56 @@ def test_value_calibration_compares_the_greedy_value_with_the_discounted_return_
     assert got["overestimation"] == pytest.approx(0.7 - earned)
     res["q_first"]["t"][1] = None  # an episode whose first action was not greedy: nothing to compare
     assert value_calibration(res, "t", gamma=0.5) == {}
+
+
+def test_support_tau_while_practising_widens_the_bins_acting_may_choose(tmp_path):
+    """``FinetuneArgs.support_tau`` replaces the pretrained threshold in the policy (acting, the saved
+    checkpoint and the actors' spec all read its config); a policy without a support head refuses it."""
+    import torch
+
+    from finetune.builder import make_policy
+    from qtransformer.bins import ActionBins
+    from qtransformer.checkpoint import save_policy_checkpoint
+    from qtransformer.model import QTransformer
+    from qtransformer.returns import ReturnConfig
+    from tests.qtransformer.helpers import tiny_config
+
+    meta = {"env": "navigate", "env_kwargs": {}}
+    for name, tau in (("sup", 0.3), ("plain", 0.0)):
+        torch.manual_seed(0)
+        cfg = tiny_config(state_dim=2, action_dim=2, text_dim=384, support_tau=tau)
+        model = QTransformer(cfg)
+        if model.behavior_head is not None:
+            # A peaked support head: bin 0 at logit 10 over the rest, whatever the input.
+            last = model.behavior_head[-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.zero_()
+                last.bias[0] = 10.0
+        bins = ActionBins([-1, -1], [1, 1], cfg.num_bins)
+        save_policy_checkpoint(tmp_path / name, model, bins, "default", meta, returns=ReturnConfig())
+
+    def allowed(policy) -> int:
+        """Bins of the first dimension the decode may choose among at one state."""
+        counts = []
+
+        def record(q, i):
+            if i == 0:
+                counts.append(int(torch.isfinite(q).sum()))
+            return q.argmax(-1)
+
+        torch.manual_seed(1)
+        policy.model.decode(torch.randn(1, 2), torch.randn(1, 384), select=record)
+        return counts[0]
+
+    kept, _ = make_policy(FinetuneArgs(env="navigate", pretrained=str(tmp_path / "sup")), FAKE)
+    wide, _ = make_policy(
+        FinetuneArgs(env="navigate", pretrained=str(tmp_path / "sup"), support_tau=1e-6), FAKE
+    )
+    assert kept.model.cfg.support_tau == 0.3 and wide.model.cfg.support_tau == 1e-6
+    assert allowed(kept) == 1  # e^-10 is below 0.3 of the best bin
+    assert allowed(wide) == wide.model.cfg.num_bins  # and above a millionth of it
+    with pytest.raises(ValueError, match="needs a model with a support head"):
+        make_policy(FinetuneArgs(env="navigate", pretrained=str(tmp_path / "plain"), support_tau=0.1), FAKE)
+    with pytest.raises(ValueError, match=r"support_tau must be None or in \(0, 1\]"):
+        FinetuneArgs(env="navigate", support_tau=0.0)
