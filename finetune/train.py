@@ -407,6 +407,9 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
             "task": run.task,
             "recipe": run.args.recipe,
             "env_steps": run.counters["env_steps"],
+            # The budget: runs of one configuration end a few steps apart (an episode finishes past it).
+            "env_steps_budget": run.args.env_steps,
+            "seed": run.args.seed,
             "updates": learner.updates,
             "loss": dataclasses.asdict(run.args.loss),
         },

@@ -96,7 +96,8 @@ class EvalArgs:
     observation: Literal["state", "pixels"] | None = None
     """Observation label; default: "pixels" when the model reads images, else "state"."""
     env_steps: int | None = None
-    """Online environment steps behind the checkpoints; default: their ``meta["env_steps"]``, else 0."""
+    """Online environment steps behind the checkpoints; default: their fine-tuning budget
+    (``meta["env_steps_budget"]``, else ``meta["env_steps"]``), else 0."""
     oracle: bool = False
     """Mark the entry as reading privileged state (values a robot would not measure, e.g. exactly the
     ones the scripted expert acts on)."""
@@ -228,7 +229,8 @@ def _labels(args: EvalArgs, metas: list[dict[str, Any]], image_sizes: list[int])
     found: dict[str, list[str] | list[int]] = {
         "method": [m.get("method") or ("finetuned" if "env_steps" in m else "pretrained") for m in metas],
         "observation": ["pixels" if s > 0 else "state" for s in image_sizes],
-        "env_steps": [int(m.get("env_steps", 0)) for m in metas],
+        # A fine-tuning budget where recorded: seeds of one configuration stop a few steps apart.
+        "env_steps": [int(m.get("env_steps_budget", m.get("env_steps", 0))) for m in metas],
     }
     out: dict[str, Any] = {}
     for key, values in found.items():
@@ -333,14 +335,14 @@ def own_task_checkpoints(practised: list[str | None], tasks: list[str], split: s
     tasks, to see what practice cost them), every checkpoint plays every task: None.
     """
     inside = [t is not None and t in tasks for t in practised]
-    if len(tasks) < 2 or not any(inside):
-        return None
-    if not all(inside):
+    if any(inside) and not all(inside):
         outside = sorted({str(t) for t, ok in zip(practised, inside, strict=True) if not ok})
         raise ValueError(
             f"some checkpoints were fine-tuned on the {split} tasks and others not (practised: {outside}): "
             "score seeds of one configuration, one checkpoint per task and seed"
         )
+    if len(tasks) < 2 or not any(inside):
+        return None
     counts = {t: practised.count(t) for t in tasks}
     if len(set(counts.values())) > 1:
         raise ValueError(
@@ -348,6 +350,21 @@ def own_task_checkpoints(practised: list[str | None], tasks: list[str], split: s
             f"got {counts}"
         )
     return [str(t) for t in practised]
+
+
+def check_seed_order(own: list[str], seeds: list[Any]) -> None:
+    """Checkpoints scored on their own tasks form seeds by listing order: the k-th checkpoint of every
+    task is training seed k. Where the checkpoints record their seed (``meta["seed"]``), the k-th of
+    every task must record the same one, so that a seed's overall figure pools one training seed."""
+    by_task: dict[str, list[Any]] = {}
+    for task, seed in zip(own, seeds, strict=True):
+        by_task.setdefault(task, []).append(seed)
+    orders = {tuple(v) for v in by_task.values()}
+    if len(orders) > 1 and all(s is not None for s in seeds):
+        raise ValueError(
+            "list the fine-tuned checkpoints in the same training-seed order for every task, got "
+            + ", ".join(f"{t}: {v}" for t, v in by_task.items())
+        )
 
 
 def run_evaluate(args: EvalArgs) -> dict[str, Any]:
@@ -376,14 +393,16 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     labels = _labels(args, [p.meta for p in policies], [p.model.cfg.image_size for p in policies])
 
     own = own_task_checkpoints([p.meta.get("task") for p in policies], tasks, split)
+    if own is not None:
+        check_seed_order(own, [p.meta.get("seed") for p in policies])
     successes: dict[str, list[list[bool]]] = {t: [] for t in tasks}
     lengths: dict[str, list[list[int]]] = {t: [] for t in tasks}
     for i, policy in enumerate(policies):
         played = [own[i]] if own is not None else tasks
-        # Each task keeps its own block of report starts, whichever checkpoint plays it.
+        # Task i of the split keeps its block of report starts (seed + 1000 * i), whoever plays it.
+        first = REPORT_SEED + TASK_SEED_STRIDE * tasks.index(played[0])
+        res = evaluate_policy(policy, env_name, played, args.episodes, (args.paraphrases,), first)
         for t in played:
-            seed = REPORT_SEED + TASK_SEED_STRIDE * tasks.index(t)
-            res = evaluate_policy(policy, env_name, [t], args.episodes, (args.paraphrases,), seed)
             successes[t].append(res[args.paraphrases]["successes"][t])
             lengths[t].append(res[args.paraphrases]["lengths"][t])
     n_seeds = len(successes[tasks[0]])

@@ -25,13 +25,15 @@ finetune_one() {
   local out="$runs/ft${steps:+_$steps}/${task//:/_}_s$seed"
   [ -f "$out/policy/config.json" ] && return 0  # done in an earlier invocation
   mkdir -p "$(dirname "$out")"
+  # --resume: a run stopped half-way continues from its snapshot (a new run has none).
   qt finetune --env navigate --task "$task" --pretrained "$runs/qt_s$seed/policy" \
-    --prior-data "$runs/data" --out "$out" --seed "$seed" ${steps:+--env-steps "$steps"} \
-    > "$out.log" 2>&1
+    --prior-data "$runs/data" --out "$out" --seed "$seed" ${steps:+--env-steps "$steps"} --resume \
+    >> "$out.log" 2>&1
 }
 export -f finetune_one
 export runs steps
-printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'finetune_one $0 $1'
+printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'finetune_one $0 $1' ||
+  { echo "a fine-tuning run failed: see its log beside its directory in $runs/ft${steps:+_$steps}/" >&2; exit 1; }
 
 # The same pretrained checkpoints zero-shot, from the same report starts: the paired baseline.
 for split in tuning test; do
@@ -43,8 +45,9 @@ tag="finetuned${steps:+-$steps}"
 note="The navigate recipe's qt finetune${steps:+ for $steps env steps} on each held-out landmark from the three pretrained seeds of research/navigate_zero_shot.sh; each fine-tuned checkpoint scored on its own landmark. Oracle input: the state holds every landmark's exact position."
 for split in tuning test; do
   ckpts=()
+  split_tasks=$(python -c "from envs.tasks import split_task_ids; print(' '.join(split_task_ids('navigate', '$split')))")
   for seed in 0 1 2; do
-    for task in $(python -c "from envs.tasks import split_task_ids; print(' '.join(split_task_ids('navigate', '$split')))"); do
+    for task in $split_tasks; do
       ckpts+=("$runs/ft${steps:+_$steps}/${task//:/_}_s$seed/policy")
     done
   done

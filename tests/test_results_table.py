@@ -104,3 +104,6 @@ def test_an_entry_over_several_tasks_lists_each_task_under_the_table() -> None:
     full = next(line for line in lines if line.startswith("- **full**"))
     assert "Per task: `go_to:blue_cone` 57.3% [51.7, 62.8], `go_to:green_pillar` 96.0% [93.1, 97.7]." in full
     assert not any("Per task" in line for line in lines if line.startswith("- **one**"))
+    many = {f"t{i}": {"success_mean": i / 10, "ci95": [0.0, 1.0]} for i in range(8, 0, -1)}
+    [line] = [n for n in R.render_tables([_entry("train", per_task=many)]).splitlines() if "- **train**" in n]
+    assert "Weakest 6 of 8 tasks: `t1` 10.0%" in line and "`t6` 60.0%" in line and "`t7`" not in line

@@ -412,6 +412,10 @@ def test_support_tau_while_practising_widens_the_bins_acting_may_choose(tmp_path
         FinetuneArgs(env="navigate", pretrained=str(tmp_path / "sup"), support_tau=1e-6), FAKE
     )
     assert kept.model.cfg.support_tau == 0.3 and wide.model.cfg.support_tau == 1e-6
+    from finetune.remote import actor_spec
+
+    args = FinetuneArgs(env="navigate", pretrained=str(tmp_path / "sup"), support_tau=1e-6)
+    assert actor_spec(args, "t", wide, "default", "run")["model"]["support_tau"] == 1e-6  # remote actors
     assert allowed(kept) == 1  # e^-10 is below 0.3 of the best bin
     assert allowed(wide) == wide.model.cfg.num_bins  # and above a millionth of it
     with pytest.raises(ValueError, match="needs a model with a support head"):

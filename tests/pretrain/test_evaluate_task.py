@@ -185,23 +185,29 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_finetuned_checkpoints_are_each_scored_on_their_own_task(tmp_path: Path, seen_seeds: list) -> None:
     test_tasks = list(T.split_task_ids("navigate", "test"))
+    # Seed 1's checkpoints listed in the reverse task order: the task comes from each checkpoint, not
+    # from its place in the list. Runs of one budget stop a few env steps apart.
+    order = {0: test_tasks, 1: test_tasks[::-1]}
     ckpts = [
-        _checkpoint(tmp_path / f"{i}_{s}", s, {"task": t, "env_steps": 300})
+        _checkpoint(
+            tmp_path / f"{t}_{s}".replace(":", "_"),
+            s,
+            {"task": t, "seed": s, "env_steps": 300 + i, "env_steps_budget": 300},
+        )
         for s in range(2)
-        for i, t in enumerate(test_tasks)
+        for i, t in enumerate(order[s])
     ]
     res = run_evaluate(EvalArgs(checkpoint=tuple(ckpts), split="test", episodes=2))
-    assert res["each_checkpoint_on_its_own_task"] is True
+    assert res["each_checkpoint_on_its_own_task"] is True and res["env_steps"] == 300
     assert res["seeds"] == 2 and res["episodes"] == 2 * 2 * len(test_tasks)
-    # Each task on its own block of report starts, played once per seed by that task's checkpoints only.
-    expected = [
-        (E.REPORT_SEED + E.TASK_SEED_STRIDE * i + e, t) for i, t in enumerate(test_tasks) for e in range(2)
-    ]
-    assert seen_seeds == expected * 2
+    # Each task on its own block of report starts, played once per seed by that task's checkpoint only.
+    block = {t: E.REPORT_SEED + E.TASK_SEED_STRIDE * i for i, t in enumerate(test_tasks)}
+    expected = [(block[t] + e, t) for s in range(2) for t in order[s] for e in range(2)]
+    assert seen_seeds == expected
     assert all(r["episodes"] == 4 for r in res["per_task"].values())
 
 
-def test_own_task_rule_refuses_mixed_or_uneven_checkpoints() -> None:
+def test_own_task_rule_refuses_mixed_uneven_or_misordered_checkpoints() -> None:
     tasks = ["a", "b"]
     assert E.own_task_checkpoints(["a", "b", "b", "a"], tasks, "test") == ["a", "b", "b", "a"]
     assert E.own_task_checkpoints([None, None], tasks, "test") is None  # pretrained: every task
@@ -211,3 +217,9 @@ def test_own_task_rule_refuses_mixed_or_uneven_checkpoints() -> None:
         E.own_task_checkpoints(["a", "a", "b"], tasks, "test")
     with pytest.raises(ValueError, match="others not"):
         E.own_task_checkpoints(["a", None], tasks, "test")
+    with pytest.raises(ValueError, match="others not"):  # also on a one-task split
+        E.own_task_checkpoints(["a", "b"], ["a"], "tuning")
+    E.check_seed_order(["a", "b", "b", "a"], [0, 0, 1, 1])
+    E.check_seed_order(["a", "b", "a", "b"], [None, None, None, None])  # unrecorded: listing order
+    with pytest.raises(ValueError, match="same training-seed order"):
+        E.check_seed_order(["a", "b", "a", "b"], [0, 1, 1, 0])
