@@ -205,8 +205,6 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
         else:
             standardise_from_prior(model, args, text)
     model.set_head_dropout(args.head_dropout)
-    if args.support_tau is not None:
-        model.set_support_tau(args.support_tau)
     meta: dict[str, Any] = {"env": args.env, "env_kwargs": env_kwargs}
     if ckpt is not None:
         # The pretrained return definition, also for the from-scratch baseline in its shape.

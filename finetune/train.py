@@ -71,10 +71,6 @@ class FinetuneArgs:
     """Share of every batch drawn from prior data (RLPD: 0.5)."""
     head_dropout: float = 0.01
     """Q-head dropout during fine-tuning (DroQ-style regularisation for high update ratios)."""
-    support_tau: float | None = None
-    """Support constraint while practising, for a policy with a support head: acting and every TD max
-    keep to the bins whose support-head probability is at least this times the most likely bin's
-    (``ModelConfig.support_tau``); lower admits more bins. None keeps the pretrained policy's."""
     returns: ReturnOverrides = field(default_factory=ReturnOverrides)
     """Return definition: each field left unset takes the pretrained policy's (``ReturnConfig``'s default
     without a checkpoint). The discount and the minimal return are always the pretrained policy's: they
@@ -136,8 +132,6 @@ class FinetuneArgs:
             raise ValueError("actors >= 0, eval_every >= 1 and eval_episodes >= 0 are required")
         if self.listen is not None:
             listen_address(self.listen)
-        if self.support_tau is not None and not 0.0 < self.support_tau <= 1.0:
-            raise ValueError(f"support_tau must be None or in (0, 1], got {self.support_tau}")
 
 
 def listen_address(listen: str) -> tuple[str, int]:

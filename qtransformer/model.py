@@ -389,18 +389,6 @@ class QTransformer(nn.Module):
             cast(nn.Dropout, head[3]).p = p  # the fixed head layout above
         self.cfg.head_dropout = p
 
-    def set_support_tau(self, tau: float) -> None:
-        """Change the support constraint's threshold (``ModelConfig.support_tau``) of a model with a
-        support head: which bins acting and the TD target may choose among. No parameter changes, so
-        checkpoints stay compatible; 0 is refused because a model without the constraint has no head."""
-        if self.behavior_head is None:
-            raise ValueError(
-                "set_support_tau needs a model with a support head (ModelConfig.support_tau > 0)"
-            )
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"support_tau must be in (0, 1] for a model with a support head, got {tau}")
-        self.cfg.support_tau = float(tau)
-
     def q_heads(self) -> list[nn.Sequential]:
         return [self.head, *cast(Iterable[nn.Sequential], self.extra_heads)]
 
