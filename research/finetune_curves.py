@@ -81,18 +81,12 @@ def plot(curves: dict[str, dict[int, list[dict[str, Any]]]], path: Path, title: 
 
     series = {}
     for task, by_seed in curves.items():
-        steps = sorted({int(p["env_steps"]) // 500 * 500 for c in by_seed.values() for p in c})
-        mean = []
-        for s in steps:
-            # Points land a few steps past the schedule (an episode ends after it): bin them by 500.
-            vals = [
-                p["success_rate"]
-                for c in by_seed.values()
-                for p in c
-                if int(p["env_steps"]) // 500 * 500 == s
-            ]
-            mean.append((s, float(np.mean(vals))))
-        series[f"{task} ({len(by_seed)} seeds)"] = mean
+        # Points land a few steps past the schedule (an episode ends after it): bin them by 500.
+        binned: dict[int, list[float]] = defaultdict(list)
+        for c in by_seed.values():
+            for p in c:
+                binned[int(p["env_steps"]) // 500 * 500].append(float(p["success_rate"]))
+        series[f"{task} ({len(by_seed)} seeds)"] = [(s, float(np.mean(v))) for s, v in sorted(binned.items())]
     plot_success_curves(series, path, "environment steps of online fine-tuning", title, legend_below=True)
 
 

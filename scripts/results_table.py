@@ -59,9 +59,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _interval(ci95: Sequence[float]) -> str:
+    lo, hi = ci95
+    return f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def _success(e: dict[str, Any]) -> str:
-    lo, hi = e["ci95"]
-    out = f"**{_pct(e['success_mean'])}** [{100 * lo:.1f}, {100 * hi:.1f}]"
+    out = f"**{_pct(e['success_mean'])}** {_interval(e['ci95'])}"
     spread = e.get("success_spread") or {}
     if e["seeds"] > 1 and spread.get("min") is not None:
         out += f"; seeds {_pct(spread['min'])}-{_pct(spread['max'])}"
@@ -97,10 +101,7 @@ def _per_task(e: dict[str, Any]) -> str | None:
     if len(shown) > MAX_TASKS_LISTED:  # a training split: its weakest tasks
         shown = sorted(shown, key=lambda kv: kv[1]["success_mean"])[:MAX_TASKS_LISTED]
         lead = f"Weakest {MAX_TASKS_LISTED} of {len(per)} tasks"
-    cells = []
-    for task, st in shown:
-        lo, hi = st["ci95"]
-        cells.append(f"`{task}` {_pct(st['success_mean'])} [{100 * lo:.1f}, {100 * hi:.1f}]")
+    cells = [f"`{task}` {_pct(st['success_mean'])} {_interval(st['ci95'])}" for task, st in shown]
     return f"{lead}: " + ", ".join(cells) + "."
 
 
