@@ -23,20 +23,28 @@ import envs
 from envs.tasks import family
 
 
+def expert_episode(env, obs, seed: int, **expert_kwargs) -> tuple[bool, int, bool]:
+    """The scripted expert's episode from ``obs`` (the reset's): (success, steps, any safety violation)."""
+    expert = envs.make_expert(env, seed=seed, **expert_kwargs)
+    done, steps, violated = False, 0, False
+    while not done:
+        obs, _, terminated, truncated, step_info = env.step(expert.act(obs))
+        steps += 1
+        violated |= bool(step_info["safety_violation"])
+        done = terminated or truncated
+    return bool(step_info["is_success"]), steps, violated
+
+
 def evaluate(name: str, episodes: int, which: str, noise: float, epsilon: float, fail_prob: float) -> dict:
     env = envs.make_env(name, tasks=which)
     per_family: dict[str, list[bool]] = defaultdict(list)
     lengths, unsafe = [], []
     for seed in range(episodes):
         obs, info = env.reset(seed=seed)
-        expert = envs.make_expert(env, noise=noise, epsilon=epsilon, fail_prob=fail_prob, seed=seed)
-        done, steps, violated = False, 0, False
-        while not done:
-            obs, _, terminated, truncated, step_info = env.step(expert.act(obs))
-            steps += 1
-            violated |= step_info["safety_violation"]
-            done = terminated or truncated
-        per_family[family(info["task"])].append(bool(step_info["is_success"]))
+        won, steps, violated = expert_episode(
+            env, obs, seed, noise=noise, epsilon=epsilon, fail_prob=fail_prob
+        )
+        per_family[family(info["task"])].append(won)
         lengths.append(steps)
         unsafe.append(violated)
     env.close()

@@ -31,6 +31,7 @@ from pretrain.evaluate import (
     task_ids,
 )
 from qtransformer.checkpoint import load_policy_checkpoint
+from research.eval_experts import expert_episode
 
 
 def play_expert(env_name: str, env_kwargs: dict, tasks: list[str], episodes: int) -> dict[str, tuple]:
@@ -42,13 +43,8 @@ def play_expert(env_name: str, env_kwargs: dict, tasks: list[str], episodes: int
             wins, lengths = [], []
             for e in range(episodes):
                 obs, _ = env.reset(seed=REPORT_SEED + TASK_SEED_STRIDE * ti + e, options={"task": task})
-                expert = envs.make_expert(env, seed=e)
-                done, steps, info = False, 0, {}
-                while not done:
-                    obs, _, terminated, truncated, info = env.step(expert.act(obs))
-                    steps += 1
-                    done = terminated or truncated
-                wins.append(bool(info.get("is_success", False)))
+                won, steps, _ = expert_episode(env, obs, seed=e)
+                wins.append(won)
                 lengths.append(steps)
             out[task] = (wins, lengths)
     finally:
