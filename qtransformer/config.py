@@ -204,6 +204,12 @@ class LossConfig:
     rounded Gaussian of the same std, so that later dimensions do not learn to read the exact earlier
     bin."""
 
+    online_mc_mix: float = 0.0
+    """On samples collected online, the weight ``w`` of the episode's Monte-Carlo return in the target:
+    ``(1 - w) * TD + w * MC``. Bootstrapping alone keeps a state the agent gets stuck in near the value
+    of the states around it (it never shows the time left); the return of what practice did there pulls
+    it down. 0: the TD target alone."""
+
     ensemble_subset: tyro.conf.Suppress[int] = 2
     """Target heads (of ``ModelConfig.q_ensemble``) drawn at random for each batch; the TD target is
     their minimum (REDQ's in-target minimisation, which counters the max's overestimation). Capped at the
@@ -216,6 +222,7 @@ class LossConfig:
             self.online_alpha is None or self.online_alpha >= 0.0,
             f"online_alpha must be None or >= 0, got {self.online_alpha}",
         )
+        _check(0.0 <= self.online_mc_mix <= 1.0, f"online_mc_mix must be in [0, 1], got {self.online_mc_mix}")
         _check(self.behavior_weight >= 0.0, f"behavior_weight must be >= 0, got {self.behavior_weight}")
         _check(
             math.isfinite(self.bin_smoothing) and self.bin_smoothing >= 0.0,

@@ -12,6 +12,8 @@ For a sample with dataset bins ``a_1..a_D`` (0-indexed below as dims 0..D-1):
 - last dim (§4.1 with n-step returns, §4.4):
   ``y_{D-1} = sum_k gamma^k r_{t+k} + bootstrap * gamma^n * max_k Q_target_0(s_{t+n}, k)``;
 - Monte-Carlo lower bound (§4.3): ``y_i <- max(y_i, G_t)`` with ``G_t`` the episode's return from ``t``;
+- on samples collected online while fine-tuning (``batch.online``), with ``online_mc_mix`` w > 0:
+  ``y_i <- (1 - w) y_i + w G_t`` (fine-tuning's default w = 1: practice is valued by what it earned);
 - TD term: ``0.5 * mean_(b, i) (Q_i(s_t, a_{<i}, a_i) - y_i)^2``;
 - conservative term (§4.2): ``0.5 * mean_(b, i) mean_{k != a_i} (Q_i(s_t, a_{<i}, k) - min_return)^2``,
   pushing the bins the data did not take toward the lowest possible return;
@@ -152,6 +154,9 @@ def td_targets(
         y = torch.maximum(y, mc)
     else:
         active = torch.zeros_like(y, dtype=torch.bool)
+    if cfg.online_mc_mix > 0 and batch.online is not None:
+        w = cfg.online_mc_mix * batch.online.float()[:, None]
+        y = (1.0 - w) * y + w * batch.mc_return[:, None]
     return y, active
 
 

@@ -5,6 +5,7 @@
     python -m research.probe_navigate practice-bc --run runs/exp_finetune/navigate_4hz_20k/full
     python -m research.probe_navigate failures --policy runs/exp_pretrain/navigate_4hz_lr1e-3/qt/policy \
         --dataset runs/data/navigate_1500_4hz
+    python -m research.probe_navigate practice-q --run runs/protocol/navigate/ft_6000/go_to_red_sphere_s0
 
 ``oracle-bc``: how learnable is the task from this data when language is taken out of the question?
 An MLP gets the state plus a one-hot of the goal's landmark slot, regresses the logged continuous actions
@@ -29,6 +30,10 @@ run on that run's stored practice episodes (optionally none: ``--online-fraction
 data, with fine-tuning's own ``Learner``, and evaluates the greedy policy on the run's evaluation starts
 every ``--eval-every`` updates: whether the practice data holds a better Q-function than practice found,
 and how the learning settings move the held-out task.
+``failures`` also counts the failed episodes that ended stuck (in contact on each of their last 5 steps).
+``practice-q``: what a finished fine-tuning run's policy believes of its own practice: the Q-value of the
+bins practice took and the best supported Q-value at the first and last 3 steps of its last episodes, for
+won and lost episodes apart (a lost episode's last steps earn 0).
 ``support``: greedy decoding restricted to the bins a behaviour-cloning network of the same data finds
 likely (probability at least ``--taus`` times that of its most likely bin; discrete BCQ, Fujimoto et
 al. 2019), on the held-out task's evaluation starts and on the training tasks: whether the Q-function
@@ -263,6 +268,8 @@ def failures(
 
     gamma = load_policy_checkpoint(policy_dir).returns.gamma
     returns: list[float] = []  # the greedy episodes' discounted returns from their start states
+    stuck: list[bool] = []  # per failed greedy episode: ended pushing against something
+    contact_steps: list[int] = []  # per failed greedy episode: steps in contact
 
     def play(start: int, instruction: str | None) -> tuple[bool, str]:
         obs, _ = env.reset(seed=EVAL_SEED + start, options={"task": task})
@@ -271,12 +278,18 @@ def failures(
             q_start.append(_q_greedy_and_of(policy, obs, expert.act(obs)))
         done = term = False
         steps = 0
+        contact: list[bool] = []
         while not done:
             a = policy.act({"state": obs["state"][None]}, [said]).actions[0]
-            obs, _, term, trunc, _ = env.step(a)
+            obs, _, term, trunc, info = env.step(a)
             done, steps = term or trunc, steps + 1
+            contact.append(bool(info["safety_violation"]))
         if instruction is None:
             returns.append(float(term) * gamma ** (steps - 1))
+            if not term:
+                # Stuck: the base touched something on each of its last 5 steps (pushing into it).
+                stuck.append(all(contact[-5:]))
+                contact_steps.append(sum(contact))
         u = env.unwrapped
         pos, _ = u.base_pose()
         near = int(np.argmin([np.linalg.norm(u.landmark_pos(i) - pos) for i in range(len(u.lm_body))]))
@@ -297,6 +310,8 @@ def failures(
         "greedy_success_rate": 1 - len(failed) / episodes,
         "failures": len(failed),
         "failures_ended_nearest": dict(sorted(ended.items(), key=lambda kv: -kv[1])),
+        "failures_ended_stuck": int(sum(stuck)),
+        "failures_contact_steps_mean": float(np.mean(contact_steps)) if contact_steps else None,
         "other_instruction_success_rate_on_failed_starts": float(
             np.mean([w for v in other.values() for w in v])
         )
@@ -311,6 +326,48 @@ def failures(
         "episodes": episodes,
         "tries": tries,
     }
+
+
+def practice_q(run: str, last: int, edge: int = 3, encoder: object | None = None) -> dict[str, object]:
+    """The finished run's policy on its own practice: at the first and the last ``edge`` steps of each of
+    the ``last`` stored episodes, the Q-value of the bins practice took and the largest Q-value over the
+    supported bins, per action dimension, for won and lost episodes apart. A lost episode's last step
+    earns 0 (a timeout is a failure), so its values there show how well practice's failures were learnt."""
+    from finetune.store import EpisodeStore
+    from qtransformer.model import supported
+    from qtransformer.policy import QTransformerPolicy
+
+    policy = QTransformerPolicy.from_checkpoint(Path(run) / "policy", encoder=encoder)
+    model = policy.model.eval()
+    tau = model.cfg.support_tau
+    episodes = EpisodeStore(Path(run) / "episodes").load_all()[-last:]
+    rows: dict[str, list[np.ndarray]] = {}
+    for ep in episodes:
+        T_ = len(ep.action)
+        state, _ = policy._observation_tensors({"state": ep.state[:T_]}, T_)
+        emb = policy.encoder.encode([ep.instruction] * T_)
+        bins = torch.as_tensor(policy.bins.discretize(ep.action))
+        with torch.no_grad():
+            q, logits = model(state, emb, bins[:, :-1], return_behavior=True)
+        taken = q.gather(-1, bins[..., None]).squeeze(-1)
+        best = (
+            q.masked_fill(~supported(logits, tau), float("-inf")).max(-1).values
+            if tau > 0
+            else q.max(-1).values
+        )
+        for where, sl in (("first", slice(0, edge)), ("last", slice(max(0, T_ - edge), T_))):
+            key = f"{'won' if ep.success else 'lost'}_{where}{edge}"
+            rows.setdefault(key, []).append(torch.cat([taken[sl], best[sl]], 1).mean(0).numpy())
+    out: dict[str, object] = {"run": run, "episodes": len(episodes)}
+    for key, v in sorted(rows.items()):
+        m = np.mean(v, axis=0)
+        D = len(m) // 2
+        out[key] = {
+            "episodes": len(v),
+            "q_taken": [round(float(x), 3) for x in m[:D]],
+            "q_best_supported": [round(float(x), 3) for x in m[D:]],
+        }
+    return out
 
 
 def _heldout_and_training(
@@ -491,6 +548,9 @@ def main() -> None:
     su.add_argument("--task", default="go_to:red_sphere")
     su.add_argument("--episodes", type=int, default=40, help="evaluation starts of the held-out task")
     su.add_argument("--train-episodes", type=int, default=60, help="episodes on the training tasks")
+    pq = sub.add_parser("practice-q")
+    pq.add_argument("--run", required=True, help="a finished fine-tuning run directory (qt finetune --out)")
+    pq.add_argument("--last", type=int, default=150, help="the run's last this many practice episodes")
     r = sub.add_parser("relearn")
     r.add_argument("--run", required=True, help="a finished fine-tuning run directory (its episodes/)")
     r.add_argument("--pretrained", required=True, help="the policy that run started from")
@@ -524,6 +584,8 @@ def main() -> None:
         )
     elif args.cmd == "support":
         res = support(args.policy, args.bc, args.task, args.taus, args.episodes, args.train_episodes)
+    elif args.cmd == "practice-q":
+        res = practice_q(args.run, args.last)
     elif args.cmd == "failures":
         res = failures(args.policy, args.dataset, args.task, args.episodes, args.tries, args.seed)
     elif args.cmd == "oracle-bc":

@@ -82,6 +82,25 @@ def test_mc_bound_lifts_targets_per_sample():
     assert not active[1].any() and torch.all(y[1] < 5.0)
 
 
+def test_online_mc_mix_blends_the_return_into_online_targets_only():
+    batch, _, target, *_ = _setup()
+    batch.mc_return = torch.tensor([0.0, 0.0])  # below every TD target: the MC bound stays inactive
+    y_td, _ = td_targets(target, batch, LossConfig(), RETURNS)
+    batch.online = torch.tensor([False, True])
+    batch.mc_return = torch.tensor([0.0, 0.0])
+    y, _ = td_targets(target, batch, LossConfig(online_mc_mix=0.25), RETURNS)
+    torch.testing.assert_close(y[0], y_td[0])  # prior data: the TD target alone
+    torch.testing.assert_close(y[1], 0.75 * y_td[1] + 0.25 * 0.0)
+    batch.mc_return = torch.tensor([0.0, 0.2])
+    y, _ = td_targets(target, batch, LossConfig(online_mc_mix=1.0, use_mc_bound=False), RETURNS)
+    torch.testing.assert_close(y[1], torch.full_like(y[1], 0.2))  # w = 1: the Monte-Carlo return
+    batch.online = None  # pretraining marks nothing online: nothing changes
+    y, _ = td_targets(target, batch, LossConfig(online_mc_mix=0.5, use_mc_bound=False), RETURNS)
+    torch.testing.assert_close(y, td_targets(target, batch, LossConfig(use_mc_bound=False), RETURNS)[0])
+    with pytest.raises(ValueError, match="online_mc_mix"):
+        LossConfig(online_mc_mix=1.5)
+
+
 def test_conservative_gradient_touches_only_bins_not_taken():
     batch, online, target, *_ = _setup()
     grads = []

@@ -94,7 +94,7 @@ def one_encoder(monkeypatch: pytest.MonkeyPatch, text_encoder: object) -> None:
 
 
 def test_a_tiny_experiment_practises_each_variant_and_records_it(
-    pretrained: dict[str, str], tmp_path: Path, one_encoder: None
+    pretrained: dict[str, str], tmp_path: Path, one_encoder: None, text_encoder: object
 ) -> None:
     out = tmp_path / "exp"
     argv = ["--env", "navigate", "--pretrained", pretrained["policy"], "--prior-data", pretrained["data"]]
@@ -117,6 +117,19 @@ def test_a_tiny_experiment_practises_each_variant_and_records_it(
         results["scratch"]["args"]["init"] == "scratch" and results["scratch"]["args"]["prior_data"] is None
     )
     assert (out / "curves.png").stat().st_size > 0
+    # What the practised policy believes of its own practice (research/probe_navigate.py practice-q).
+    from research.probe_navigate import practice_q
+
+    seen = practice_q(str(out / "full"), last=1000, encoder=text_encoder)
+    groups = {k: v for k, v in seen.items() if k.startswith(("won_", "lost_"))}
+    assert groups and seen["episodes"] == len(list((out / "full" / "episodes").glob("ep_*.npz")))
+    for key, g in groups.items():
+        assert key.endswith(("first3", "last3"))
+        assert len(g["q_taken"]) == len(g["q_best_supported"]) == 2  # the fake world's action dims
+        assert all(0.0 <= q <= 1.0 for q in g["q_taken"] + g["q_best_supported"])  # sigmoid Q-values
+    won = sum(g["episodes"] for k, g in groups.items() if k.startswith("won_") and k.endswith("first3"))
+    lost = sum(g["episodes"] for k, g in groups.items() if k.startswith("lost_") and k.endswith("first3"))
+    assert won + lost == seen["episodes"]
     with pytest.raises(ValueError, match="'full' run with other arguments"):
         X.run_experiment(_parse(*argv, "--utd", "1", "--variants", "full"), env_module=FAKE)
 
