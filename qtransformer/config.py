@@ -204,7 +204,7 @@ class LossConfig:
     rounded Gaussian of the same std, so that later dimensions do not learn to read the exact earlier
     bin."""
 
-    online_mc_mix: float = 0.0
+    online_mc_mix: tyro.conf.Suppress[float] = 0.0
     """On samples collected online, the weight ``w`` of the episode's Monte-Carlo return in the target:
     ``(1 - w) * TD + w * MC``. Bootstrapping alone keeps a state the agent gets stuck in near the value
     of the states around it (it never shows the time left); the return of what practice did there pulls
