@@ -79,8 +79,7 @@ class FinetuneArgs:
     """Loss settings. Practice samples do not train the support head (``behavior_online`` False), and with a support head
     they get no conservative term (``online_alpha`` None resolves to 0 then, to ``alpha`` without one),
     so that the agent does not learn to imitate its own practice. Their target is their episode's
-    Monte-Carlo return (``online_mc_mix`` 1): bootstrapping kept the states practice got stuck in rated
-    near success (docs/notes/2026-12-05-navigate-practice-returns.md)."""
+    Monte-Carlo return (``online_mc_mix`` 1)."""
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, lr_schedule="constant", tau=0.01)
     )

@@ -87,7 +87,6 @@ def test_online_mc_mix_blends_the_return_into_online_targets_only():
     batch.mc_return = torch.tensor([0.0, 0.0])  # below every TD target: the MC bound stays inactive
     y_td, _ = td_targets(target, batch, LossConfig(), RETURNS)
     batch.online = torch.tensor([False, True])
-    batch.mc_return = torch.tensor([0.0, 0.0])
     y, _ = td_targets(target, batch, LossConfig(online_mc_mix=0.25), RETURNS)
     torch.testing.assert_close(y[0], y_td[0])  # prior data: the TD target alone
     torch.testing.assert_close(y[1], 0.75 * y_td[1] + 0.25 * 0.0)
