@@ -8,7 +8,10 @@ bad behaviour to rank actions:
 * ``epsilon``: probability of replacing an action by a uniformly random one;
 * ``fail_prob``: probability that an episode is a deliberate failure (GarbageSort: the object goes to
   a wrong bin or is dropped on the table; Navigate: the robot drives to a wrong landmark). With
-  ``fail_prob=1`` every episode fails.
+  ``fail_prob=1`` every episode fails;
+* ``halt``: a range ``(lo, hi)`` of fractions: each episode the expert acts cleanly for a fraction drawn
+  uniformly from it of its expected length, then stops and stays still until the time limit, as an
+  autonomous policy that stalls half-way does.
 
 The plan is re-derived from the env each step, so ``act`` works right after any ``env.reset`` (also in
 reset-free mode) even if ``reset()`` of the expert was not called.
@@ -16,6 +19,7 @@ reset-free mode) even if ``reset()`` of the expert was not called.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, cast
 
 import numpy as np
@@ -32,6 +36,9 @@ RETREAT_BIN_Z = 0.26  # above anything stacked in a bin
 PHASE_TIMEOUT = 25
 FUNNEL_INNER = 0.008  # m of horizontal error inside which the hand descends all the way
 FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
+GARBAGE_TYPICAL_STEPS = 40
+"""About how many steps the GarbageSort expert takes on a one-object task at 10 Hz (what a halting
+fraction is taken of)."""
 SERVO_GAIN = 1.0
 """Share of the remaining position error the hand is commanded to close per step (up to ``MAX_STEP``).
 At 1 the command is the whole error, clipped to +-1: exactly +-1 (one action bin) until the last 5 cm,
@@ -39,16 +46,36 @@ then spread over a hundred bins. ``qt datagen --expert-gain`` sets a gentler ser
 over the last 12.5 cm, about 10 steps more per episode)."""
 
 
+def check_halt(halt: tuple[float, float] | None) -> tuple[float, float] | None:
+    """A halting range ``(lo, hi)`` with ``0 <= lo <= hi <= 1``, checked (None: the expert never halts)."""
+    if halt is None:
+        return None
+    if len(halt) != 2 or not 0.0 <= float(halt[0]) <= float(halt[1]) <= 1.0:
+        raise ValueError(f"halt must be a range (lo, hi) with 0 <= lo <= hi <= 1, got {halt}")
+    return float(halt[0]), float(halt[1])
+
+
 class _ExpertBase:
-    def __init__(self, env: Any, noise: float, epsilon: float, fail_prob: float, seed: int | None) -> None:
+    def __init__(
+        self,
+        env: Any,
+        noise: float,
+        epsilon: float,
+        fail_prob: float,
+        seed: int | None,
+        halt: tuple[float, float] | None = None,
+    ) -> None:
         for name, v in (("noise", noise), ("epsilon", epsilon), ("fail_prob", fail_prob)):
             if not np.isfinite(v) or v < 0 or (name != "noise" and v > 1):
                 raise ValueError(f"{name} must be finite, >= 0 (and <= 1 for probabilities), got {v}")
         self.env = env.unwrapped
         self.noise, self.epsilon, self.fail_prob = float(noise), float(epsilon), float(fail_prob)
+        self.halt = check_halt(halt)
         self.rng = np.random.default_rng(seed)
         self.action_dim = int(self.env.action_space.shape[0])
         self._episode: int | None = None
+        self.halt_step: int | None = None
+        self.steps = 0
 
     def reset(self) -> None:
         """Forget the current plan; the next ``act`` plans for the env's current task."""
@@ -71,6 +98,14 @@ class _ExpertBase:
             self._episode = self.env.episode
             self.failing = bool(self.rng.random() < self.fail_prob)
             self._plan()
+            self.steps = 0
+            self.halt_step = None
+            if self.halt is not None:
+                frac = self.rng.uniform(*self.halt)
+                self.halt_step = round(frac * self._expected_steps())
+        self.steps += 1
+        if self.halt_step is not None and self.steps > self.halt_step:
+            return np.zeros(self.action_dim, np.float32)  # stalled: still until the time limit
         a = self._clean_action()
         if self.noise > 0:
             a = a + self.rng.normal(0.0, self.noise, a.shape)
@@ -82,6 +117,10 @@ class _ExpertBase:
         raise NotImplementedError
 
     def _clean_action(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _expected_steps(self) -> float:
+        """About how many steps the clean expert takes on this episode (what ``halt`` is a fraction of)."""
         raise NotImplementedError
 
 
@@ -181,6 +220,9 @@ class GarbageExpert(_ExpertBase):
     def _go(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
 
+    def _expected_steps(self) -> float:
+        return GARBAGE_TYPICAL_STEPS
+
     def _finished(self) -> bool:
         return bool(self.idle)
 
@@ -279,6 +321,12 @@ class NavigateExpert(_ExpertBase):
     def _finished(self) -> bool:
         return self.stopped
 
+    def _expected_steps(self) -> float:
+        pos, _ = self.env.base_pose()
+        points = [pos, *self.path, self.env.landmark_pos(self.goal)]
+        length = sum(float(np.linalg.norm(b - a)) for a, b in itertools.pairwise(points))
+        return max(length - self.env.success_radius, 0.0) / (self.env.max_speed * self.env.control_dt)
+
     def _clean_action(self) -> np.ndarray:
         env: NavigateEnv = self.env
         pos, yaw = env.base_pose()
@@ -321,17 +369,19 @@ def make_expert(
     fail_prob: float = 0.0,
     seed: int | None = None,
     gain: float | None = None,
+    halt: tuple[float, float] | None = None,
 ) -> GarbageExpert | NavigateExpert:
     """The scripted expert for ``env`` (a GarbageSort or Navigate env, wrapped or not). ``gain`` is the
-    GarbageSort expert's servo gain (None: ``SERVO_GAIN``)."""
+    GarbageSort expert's servo gain (None: ``SERVO_GAIN``); ``halt`` makes it stall part-way (module
+    docstring)."""
     inner = env.unwrapped
     if isinstance(inner, GarbageSortEnv):
-        expert = GarbageExpert(env, noise, epsilon, fail_prob, seed)
+        expert = GarbageExpert(env, noise, epsilon, fail_prob, seed, halt)
         if gain is not None:
             expert.gain = check_gain(gain)
         return expert
     if gain is not None:
         raise ValueError(f"gain applies to the GarbageSort expert only, not {type(inner).__name__}")
     if isinstance(inner, NavigateEnv):
-        return NavigateExpert(env, noise, epsilon, fail_prob, seed)
+        return NavigateExpert(env, noise, epsilon, fail_prob, seed, halt)
     raise ValueError(f"no expert for {type(inner).__name__}: expected GarbageSortEnv or NavigateEnv")

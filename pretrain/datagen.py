@@ -2,7 +2,9 @@
 
 Why a quality mixture: conservative Q-learning needs to see good, mediocre and bad actions to rank them
 (Q-Transformer §5 trains on demonstrations plus failed autonomous episodes); the ``expert``/``noisy``/
-``failed`` tags let the BC baseline and fine-tuning pick their subsets with ``EpisodeFilter``.
+``halted``/``failed`` tags let the BC baseline and fine-tuning pick their subsets with ``EpisodeFilter``.
+The ``*_mixed`` recipes (``scripts/recipes.py``) are a robot team's data: few demonstrations, many
+autonomous attempts, most of them failures (docs/dataset-format.md lists the sources and their rates).
 
 How it runs: the episodes are cut into shards of ``episodes_per_file``. Each shard is one job with its own
 seeds (derived from ``seed`` and the shard number only, so any worker count gives the same data) and is
@@ -83,8 +85,13 @@ class DatagenArgs:
     """Share of episodes by the noise-free expert (``quality="expert"``)."""
     noisy_frac: float = 0.3
     """Share by the expert with Gaussian action noise and random actions (``quality="noisy"``)."""
+    halted_frac: float = 0.0
+    """Share by the expert that stalls part-way and stays still until the time limit
+    (``quality="halted"``, ``halt``), as an autonomous policy that stops short does."""
     failed_frac: float = 0.2
     """Share by the expert told to fail (``quality="failed"``): negatives for the conservative loss."""
+    halt: tuple[float, float] = (0.25, 0.75)
+    """Halted episodes stall after a fraction of the expert's expected length drawn from this range."""
     noise: float = 0.3
     """Std of the Gaussian action noise of noisy episodes."""
     epsilon: float = 0.2
@@ -105,6 +112,9 @@ class DatagenArgs:
     control_hz: float | None = None
     """Control rate of the env (Navigate only); None keeps the env's default. It is recorded as ``fps``
     in ``info.json``: training and evaluation then use the same rate."""
+    scale: float = 1.0
+    """Multiplies the episode (or transition) count: 10 makes a dataset ten times the recipe's, for a
+    GPU or cluster run. Every prefix of the dataset keeps the mixture's shares."""
     seed: int = 0
     """Root seed; shard k, episode i always gets the same seeds."""
     overwrite: bool = False
@@ -114,9 +124,14 @@ class DatagenArgs:
         self.out = Path(self.out)
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
-        fracs = (self.expert_frac, self.noisy_frac, self.failed_frac)
+        fracs = (self.expert_frac, self.noisy_frac, self.halted_frac, self.failed_frac)
         if min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
-            raise ValueError(f"expert/noisy/failed fractions must be >= 0 and sum to 1, got {fracs}")
+            raise ValueError(f"expert/noisy/halted/failed fractions must be >= 0 and sum to 1, got {fracs}")
+        from envs.experts import check_halt
+
+        self.halt = check_halt(tuple(self.halt))  # type: ignore[assignment]
+        if not (self.scale > 0 and np.isfinite(self.scale)):
+            raise ValueError(f"scale must be a finite number > 0, got {self.scale}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
@@ -150,15 +165,24 @@ class DatagenArgs:
         if self.max_episode_steps is not None:
             p["max_episode_steps"] = self.max_episode_steps
         p.setdefault("max_episode_steps", None)
+        for key in ("episodes", "transitions"):
+            if key in p:
+                p[key] = max(1, round(p[key] * self.scale))
         return p
 
 
 def quality_of(global_episode: int, args: DatagenArgs) -> str:
     """Quality by a low-discrepancy sequence: every prefix of the dataset follows the fractions closely."""
     u = (global_episode * 0.6180339887498949 + 0.5) % 1.0
-    if u < args.expert_frac:
-        return "expert"
-    return "noisy" if u < args.expert_frac + args.noisy_frac else "failed"
+    for quality, frac in (
+        ("expert", args.expert_frac),
+        ("noisy", args.noisy_frac),
+        ("halted", args.halted_frac),
+    ):
+        if u < frac:
+            return quality
+        u -= frac
+    return "failed"
 
 
 @dataclass
@@ -237,6 +261,7 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
     settings = {
         "expert": {},
         "noisy": {"noise": args.noise, "epsilon": args.epsilon},
+        "halted": {"halt": args.halt},
         "failed": {"fail_prob": 1.0},
     }
     gain = {} if args.expert_gain is None else {"gain": args.expert_gain}
@@ -277,9 +302,14 @@ def _run_jobs(jobs: list[_Shard], workers: int) -> dict[int, int]:
         return dict(pool.imap_unordered(_generate_shard, jobs))
 
 
+_RECORD_DEFAULTS: dict[str, Any] = {"halted_frac": 0.0, "halt": [0.25, 0.75], "scale": 1.0}
+"""Record keys added after datasets were made without them, with the value those datasets had."""
+
+
 def _args_record(args: DatagenArgs) -> dict[str, Any]:
     d = asdict(args)
     d["out"] = str(args.out)
+    d["halt"] = list(args.halt)
     d.pop("workers")  # the worker count does not change the data
     d.pop("overwrite")
     if args.env == "garbage_sort" and args.expert_gain is None:
@@ -303,8 +333,11 @@ def run_datagen(args: DatagenArgs, *, env_module: str = "envs") -> Path:
     for path in (done_path, args_path):
         if path.exists():
             old = json.loads(path.read_text())
-            # Keys an older version recorded but no longer takes (e.g. ``fps``) are not a difference.
-            changed = sorted(k for k in record if old.get(k) != record[k])
+            # Keys an older version recorded but no longer takes (e.g. ``fps``) are not a difference,
+            # nor a key it did not record yet whose value is the default (what it did).
+            changed = sorted(
+                k for k in record if (old[k] if k in old else _RECORD_DEFAULTS.get(k)) != record[k]
+            )
             if changed:
                 raise ValueError(
                     f"{out} was generated with different arguments ({changed}); pass overwrite=True"

@@ -42,14 +42,16 @@ class PretrainArgs:
     dataset: str
     """Dataset root (LeRobot v3 layout, written by ``qt datagen``)."""
     recipe: str | None = None
-    """Recipe these defaults come from (the CLI picks the dataset's env's; ``--recipe NAME`` another)."""
+    """Recipe these defaults come from (the CLI picks the one the dataset was generated with, else its
+    env's; ``--recipe NAME`` another)."""
     out: str = "runs/pretrain"
     """Run directory: checkpoints/, policy/ (inference export), tensorboard logs, summary JSON."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Network shape; state_dim, action_dim and image_size are taken from the dataset."""
-    method: Literal["qtransformer", "bc"] = "qtransformer"
-    """Loss to train with: the Q-Transformer's conservative Q-learning, or behaviour cloning (``bc``:
-    cross-entropy on the data's bins with the same network, no target network)."""
+    method: Literal["qtransformer", "cql", "bc"] = "qtransformer"
+    """Loss to train with: the Q-Transformer's conservative Q-learning; ``cql``, the same TD term with
+    CQL's regulariser (the offline-RL baseline, weighted by ``--loss.alpha``); or behaviour cloning
+    (``bc``: cross-entropy on the data's bins with the same network, no target network)."""
     returns: ReturnConfig = field(default_factory=ReturnConfig)
     """The return definition (discount, n-step horizon, timeouts, minimal return) the Q-values learn;
     stored in the exported policy."""

@@ -7,8 +7,8 @@ A recipe is what ``qt datagen``, ``qt pretrain`` and ``qt finetune`` run with wh
     qt finetune --env garbage_sort --pretrained runs/pretrain/garbage_sort/policy \\
         --prior-data runs/data/garbage_sort --out runs/finetune/garbage_sort
 
-``qt pretrain`` picks the recipe of the env its dataset was generated in, ``qt datagen`` and
-``qt finetune`` that of ``--env``; ``--recipe NAME`` picks one by name. Every option given on the
+``qt pretrain`` picks the recipe its dataset was generated with (else that of the dataset's env),
+``qt datagen`` and ``qt finetune`` that of ``--env``; ``--recipe NAME`` picks one by name. Every option given on the
 command line is applied on top of the recipe, and ``--help`` shows the recipe's values as the defaults.
 From Python, :func:`pretrain_args` and :func:`finetune_args` build the same arguments.
 
@@ -119,6 +119,26 @@ RECIPES: dict[str, Recipe] = {
             finetune=_navigate_finetune,
         ),
         Recipe(
+            name="navigate_mixed",
+            env="navigate",
+            observation="state",
+            oracle="landmark positions in the state",
+            # A robot team's data: 10% demonstrations; the rest autonomous attempts, mostly failures
+            # (docs/dataset-format.md: the sources and the success rate of each).
+            datagen=dict(
+                episodes=1500,
+                control_hz=4.0,
+                expert_frac=0.1,
+                noisy_frac=0.4,
+                halted_frac=0.2,
+                failed_frac=0.3,
+                noise=1.0,
+                epsilon=0.5,
+            ),
+            pretrain=_navigate_pretrain,
+            finetune=_navigate_finetune,
+        ),
+        Recipe(
             name="garbage_sort",
             env="garbage_sort",
             observation="state",
@@ -152,6 +172,18 @@ def pretrain_args(recipe: str, dataset: str, **overrides: Any) -> PretrainArgs:
 def finetune_args(recipe: str, **overrides: Any) -> FinetuneArgs:
     r = get_recipe(recipe)
     return FinetuneArgs(**{"recipe": r.name, **r.finetune(), **overrides})
+
+
+def dataset_recipe(root: str) -> str | None:
+    """The recipe a dataset was generated with (``meta/datagen.json``), None when it records none."""
+    import json
+    from pathlib import Path
+
+    path = Path(root, "meta", "datagen.json")
+    if not path.exists():
+        return None
+    name = json.loads(path.read_text()).get("recipe")
+    return name if name in RECIPES else None
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -200,7 +232,7 @@ def cli_defaults(command: str, argv: list[str]) -> Any | None:
             _matching(name, env, f"the dataset {dataset}'s env")
         if dataset is None:
             return None
-        name = name or env
+        name = name or dataset_recipe(dataset) or env
         return pretrain_args(name, dataset) if name is not None and name in RECIPES else None
     if command in ("datagen", "finetune"):
         env = _flag(argv, "--env")
