@@ -89,13 +89,14 @@ def train_step(
     ``model`` and ``optimizer`` must come from ``accelerator.prepare``; the scheduler is stepped here,
     once per applied optimiser step, so the schedule does not depend on the number of processes.
     ``opt_step`` is the count of optimiser steps before this call (named when the loss is not finite).
-    ``method`` picks the loss: ``"qtransformer"`` needs ``target_model`` and moves it after every
-    applied step; ``"bc"`` trains without one (``target_model`` must be None).
+    ``method`` picks the loss: ``"qtransformer"`` and ``"cql"`` (the same TD term with CQL's
+    regulariser) need ``target_model`` and move it after every applied step; ``"bc"`` trains without
+    one (``target_model`` must be None).
     """
-    if method not in ("qtransformer", "bc"):
-        raise ValueError(f"method must be 'qtransformer' or 'bc', got {method!r}")
-    if method == "qtransformer" and target_model is None:
-        raise ValueError("method='qtransformer' needs a target model")
+    if method not in ("qtransformer", "bc", "cql"):
+        raise ValueError(f"method must be 'qtransformer', 'cql' or 'bc', got {method!r}")
+    if method != "bc" and target_model is None:
+        raise ValueError(f"method={method!r} needs a target model")
     if method == "bc" and target_model is not None:
         raise ValueError("method='bc' trains without a target network: pass target_model=None")
     model.train()
@@ -105,7 +106,10 @@ def train_step(
                 loss, terms = bc_loss(model, batch, cfg.loss)
             else:
                 assert target_model is not None  # checked above
-                loss, terms = qtransformer_loss(model, target_model, batch, cfg.loss, cfg.returns)
+                regulariser = "cql" if method == "cql" else "bins"
+                loss, terms = qtransformer_loss(
+                    model, target_model, batch, cfg.loss, cfg.returns, regulariser
+                )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at optimiser step {opt_step}: {terms}")
         accelerator.backward(loss)

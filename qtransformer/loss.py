@@ -28,6 +28,9 @@ With an ensemble of Q heads (``ModelConfig.q_ensemble`` = E > 1, REDQ), every he
 conservative terms above (averaged over heads), and each ``max_k Q_target`` becomes
 ``min_{e in M} Q_target^e(.., k*)`` with ``k*`` the bin the heads' mean prefers and ``M`` a random subset
 of ``ensemble_subset`` heads, drawn once per batch.
+The CQL baseline (``method="cql"``, Kumar et al. 2020, CQL(H) over the same bins) keeps the TD term
+and replaces the conservative term by ``mean_(b, i) [logsumexp_k Q_i(s_t, a_{<i}, k) - Q_i(s_t, a_{<i}, a_i)]``,
+which pushes every bin down by its softmax weight and the data's bin up.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
 head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the
@@ -53,8 +56,9 @@ from qtransformer.config import LossConfig, ModelConfig
 from qtransformer.model import supported
 from qtransformer.returns import ReturnConfig
 
-LossMethod = Literal["qtransformer", "bc"]
-"""Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network) or ``bc_loss``."""
+LossMethod = Literal["qtransformer", "bc", "cql"]
+"""Which loss ``train_step`` applies: ``qtransformer_loss`` (with a target network), the same with CQL's
+regulariser (``cql``, the offline-RL baseline), or ``bc_loss``."""
 
 
 def config_of(model: nn.Module) -> ModelConfig | None:
@@ -203,9 +207,15 @@ def bc_loss(model: nn.Module, batch: Batch, cfg: LossConfig) -> tuple[torch.Tens
 
 
 def qtransformer_loss(
-    model: nn.Module, target_model: nn.Module, batch: Batch, cfg: LossConfig, returns: ReturnConfig
+    model: nn.Module,
+    target_model: nn.Module,
+    batch: Batch,
+    cfg: LossConfig,
+    returns: ReturnConfig,
+    regulariser: Literal["bins", "cql"] = "bins",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The conservative Q-learning loss. Returns the scalar loss and its named terms (detached): ``td``,
+    """The conservative Q-learning loss; ``regulariser="cql"`` swaps the paper's conservative term for
+    CQL(H)'s (the baseline). Returns the scalar loss and its named terms (detached): ``td``,
     ``conservative``, ``mc_bound_active_fraction``, ``q_mean``, ``q_max``, ``target_mean``,
     ``q_last_dim_mean`` and, with a support head, ``behavior_ce`` and ``behavior_samples_fraction``."""
     if target_model is None:
@@ -234,7 +244,10 @@ def qtransformer_loss(
         td = 0.5 * (q_taken - y).pow(2).mean()
         not_taken = torch.ones_like(q[0]).scatter_(-1, bins[..., None], 0.0)  # (B, D, K): 1 off the data
     # (B,): the conservative term of each sample, averaged over the heads.
-    per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1).mean(0)
+    if regulariser == "cql":
+        per_sample = (torch.logsumexp(q, dim=-1) - q_taken).mean(-1).mean(0)
+    else:
+        per_sample = 0.5 * ((q - returns.min_return).pow(2) * not_taken).sum(-1).div(K - 1).mean(-1).mean(0)
     q_taken = q_taken.mean(0)  # (B, D): the ensemble's value of the data's bins
     conservative = per_sample.mean()
     weight = torch.full_like(per_sample, cfg.alpha)

@@ -100,6 +100,29 @@ def test_online_mc_mix_blends_the_return_into_online_targets_only():
         LossConfig(online_mc_mix=1.5)
 
 
+def test_cql_regulariser_by_hand_pushes_the_softmax_down_and_the_data_bin_up():
+    batch, online, target, qo, *_ = _setup()
+    cfg = LossConfig(alpha=0.7)
+    loss, terms = qtransformer_loss(online, target, batch, cfg, RETURNS, regulariser="cql")
+    _same, paper = qtransformer_loss(online, target, batch, cfg, RETURNS)
+    B, D, K = qo.shape
+    a = batch.action_bins
+    cql = sum(
+        torch.log(torch.exp(qo[b, i]).sum()) - qo[b, i, a[b, i]] for b in range(B) for i in range(D)
+    ) / (B * D)
+    torch.testing.assert_close(terms["conservative"], cql)
+    torch.testing.assert_close(terms["td"], paper["td"])  # the same TD term, only the regulariser differs
+    torch.testing.assert_close(loss, terms["td"] + 0.7 * cql)
+    # Its gradient: softmax(Q) on every bin, minus 1 on the data's bin.
+    online.table.grad = None
+    qtransformer_loss(online, target, batch, LossConfig(alpha=1.0), RETURNS, "cql")[0].backward()
+    with_cql = online.table.grad.clone()
+    online.table.grad = None
+    qtransformer_loss(online, target, batch, LossConfig(alpha=0.0), RETURNS, "cql")[0].backward()
+    expected = (torch.softmax(qo, -1) - torch.nn.functional.one_hot(a, K)) / (B * D)
+    torch.testing.assert_close(with_cql - online.table.grad, expected)
+
+
 def test_conservative_gradient_touches_only_bins_not_taken():
     batch, online, target, *_ = _setup()
     grads = []
