@@ -9,8 +9,10 @@ successful episodes. Fine-tuned checkpoints, one per held-out task and seed, are
 they practised (``own_task_checkpoints``). ``--record NAME`` appends it to ``docs/results/summary.json``, from which
 ``python -m scripts.results_table`` writes the tables of docs/results.md.
 
-A figure with fewer than ``PROTOCOL_EPISODES`` episodes per task or fewer than ``PROTOCOL_SEEDS``
-training seeds is still computed, but marked ``"protocol": false`` with the gaps named.
+A figure with fewer than ``PROTOCOL_EPISODES`` episodes behind each seed's rate (episodes per task x
+tasks: the 20 pretraining tasks of Navigate need 5 each, one held-out task 100) or fewer than
+``PROTOCOL_SEEDS`` training seeds is still computed, but marked ``"protocol": false`` with the gaps
+named.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class EvalArgs:
     paraphrases: Literal["train", "heldout"] = "train"
     """Which phrasings of the instructions to give."""
     episodes: int = PROTOCOL_EPISODES
-    """Episodes per task per checkpoint (at most 1000). Below 100 the result is marked as not protocol."""
+    """Episodes per task per checkpoint (at most 1000). Below 100 per checkpoint over the tasks played
+    (episodes x tasks) the result is marked as not protocol."""
     out: str | None = None
     """Write the result JSON here as well."""
     record: str | None = None
@@ -412,9 +415,10 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
         [[x for t in tasks for x in lengths[t][s]] for s in range(n_seeds)],
     )
     gaps = []
-    if args.episodes < PROTOCOL_EPISODES:
+    if args.episodes * len(tasks) < PROTOCOL_EPISODES:
         gaps.append(
-            f"{args.episodes} episodes per task per seed (the protocol asks for >= {PROTOCOL_EPISODES})"
+            f"{args.episodes * len(tasks)} episodes per seed ({args.episodes} per task; the protocol asks "
+            f"for >= {PROTOCOL_EPISODES} behind each rate)"
         )
     if n_seeds < PROTOCOL_SEEDS:
         gaps.append(f"{n_seeds} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")

@@ -223,3 +223,20 @@ def test_own_task_rule_refuses_mixed_uneven_or_misordered_checkpoints() -> None:
     E.check_seed_order(["a", "b", "a", "b"], [None, None, None, None])  # unrecorded: listing order
     with pytest.raises(ValueError, match="same training-seed order"):
         E.check_seed_order(["a", "b", "a", "b"], [0, 1, 1, 0])
+
+
+def test_the_protocol_counts_the_episodes_behind_each_seeds_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: with a size of 8 episodes, the 4 test tasks x 2 episodes make a seed's rate; 1 each
+    # (4) does not, as 20 pretraining tasks x 4 (80) do not make the real 100.
+    monkeypatch.setattr(E, "PROTOCOL_EPISODES", 8)
+    monkeypatch.setattr(E, "PROTOCOL_SEEDS", 1)
+    ckpt = _checkpoint(tmp_path / "s0", 0)
+    full = run_evaluate(EvalArgs(checkpoint=(ckpt,), split="test", episodes=2))
+    assert full["protocol"] is True and full["protocol_gaps"] == [] and full["episodes"] == 8
+    short = run_evaluate(EvalArgs(checkpoint=(ckpt,), split="test", episodes=1))
+    assert short["protocol"] is False
+    assert short["protocol_gaps"] == [
+        "4 episodes per seed (1 per task; the protocol asks for >= 8 behind each rate)"
+    ]
