@@ -26,7 +26,7 @@ import numpy as np
 
 from envs import garbage_scene as S
 from envs import tasks as T
-from envs.garbage_sort import MAX_STEP, MAX_YAW_STEP, GarbageSortEnv
+from envs.garbage_sort import GRIPPER_DIM, MAX_STEP, MAX_YAW_STEP, GarbageSortEnv
 from envs.navigate import NavigateEnv
 from envs.navigate_planner import GridPlanner
 
@@ -37,8 +37,9 @@ PHASE_TIMEOUT = 25
 FUNNEL_INNER = 0.008  # m of horizontal error inside which the hand descends all the way
 FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
 GARBAGE_TYPICAL_STEPS = 40
-"""About how many steps the GarbageSort expert takes on a one-object task at 10 Hz (what a halting
-fraction is taken of)."""
+"""About how many steps the GarbageSort expert takes on a one-object task at 10 Hz and full servo gain
+(what a halting fraction is taken of); tasks with several objects take longer, so there a halt falls
+within the first objects."""
 SERVO_GAIN = 1.0
 """Share of the remaining position error the hand is commanded to close per step (up to ``MAX_STEP``).
 At 1 the command is the whole error, clipped to +-1: exactly +-1 (one action bin) until the last 5 cm,
@@ -103,15 +104,21 @@ class _ExpertBase:
             if self.halt is not None:
                 frac = self.rng.uniform(*self.halt)
                 self.halt_step = round(frac * self._expected_steps())
+            self.last_action = np.zeros(self.action_dim, np.float32)
         self.steps += 1
         if self.halt_step is not None and self.steps > self.halt_step:
-            return np.zeros(self.action_dim, np.float32)  # stalled: still until the time limit
+            return self._still()  # stalled: still until the time limit
         a = self._clean_action()
         if self.noise > 0:
             a = a + self.rng.normal(0.0, self.noise, a.shape)
         if self.epsilon > 0 and self.rng.random() < self.epsilon:
             a = self.rng.uniform(-1.0, 1.0, a.shape)
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        self.last_action = np.clip(a, -1.0, 1.0).astype(np.float32)
+        return self.last_action
+
+    def _still(self) -> np.ndarray:
+        """The action that keeps the robot where it is (zero velocities)."""
+        return np.zeros(self.action_dim, np.float32)
 
     def _plan(self) -> None:
         raise NotImplementedError
@@ -222,6 +229,12 @@ class GarbageExpert(_ExpertBase):
 
     def _expected_steps(self) -> float:
         return GARBAGE_TYPICAL_STEPS
+
+    def _still(self) -> np.ndarray:
+        # The gripper command is a position, not a velocity: a stalled arm keeps its grip.
+        a = np.zeros(self.action_dim, np.float32)
+        a[GRIPPER_DIM] = self.last_action[GRIPPER_DIM]
+        return a
 
     def _finished(self) -> bool:
         return bool(self.idle)

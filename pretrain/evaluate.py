@@ -44,7 +44,8 @@ in [200,000, 234,000): below fine-tuning's curve, whose starts are ``finetune.tr
 (``evaluate_policy``'s 100,000 + 1000 * i + e). Settings chosen on a curve are therefore never scored on
 the starts they were chosen on."""
 PROTOCOL_EPISODES = 100
-"""Episodes per task per checkpoint that a reported figure needs."""
+"""Episodes behind each training seed's rate (episodes per task x tasks of the split) that a reported
+figure needs."""
 PROTOCOL_SEEDS = 3
 """Training seeds (checkpoints) that a reported figure needs."""
 SUMMARY_PATH = "docs/results/summary.json"
@@ -85,8 +86,8 @@ class EvalArgs:
     paraphrases: Literal["train", "heldout"] = "train"
     """Which phrasings of the instructions to give."""
     episodes: int = PROTOCOL_EPISODES
-    """Episodes per task per checkpoint (at most 1000). Below 100 per checkpoint over the tasks played
-    (episodes x tasks) the result is marked as not protocol."""
+    """Episodes per task per checkpoint (at most 1000). Below 100 behind each seed's rate (episodes x
+    the split's tasks) the result is marked as not protocol."""
     out: str | None = None
     """Write the result JSON here as well."""
     record: str | None = None

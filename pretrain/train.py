@@ -94,6 +94,11 @@ class PretrainArgs:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.eval_episodes < 0:
             raise ValueError("eval_every and eval_episodes must be >= 0")
+        if self.method == "cql" and self.model.support_tau > 0:
+            raise ValueError(
+                "method cql regularises every bin through its logsumexp and has no support head: "
+                "pass --model.support-tau 0"
+            )
 
 
 def weights_digest(model: torch.nn.Module) -> str:

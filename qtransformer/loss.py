@@ -30,7 +30,9 @@ conservative terms above (averaged over heads), and each ``max_k Q_target`` beco
 of ``ensemble_subset`` heads, drawn once per batch.
 The CQL baseline (``method="cql"``, Kumar et al. 2020, CQL(H) over the same bins) keeps the TD term
 and replaces the conservative term by ``mean_(b, i) [logsumexp_k Q_i(s_t, a_{<i}, k) - Q_i(s_t, a_{<i}, a_i)]``,
-which pushes every bin down by its softmax weight and the data's bin up.
+which pushes every bin down by its softmax weight and the data's bin up (the data's bin alone, also
+with ``bin_smoothing``). With the sigmoid head's Q in [0, 1] the softmax over K bins is nearly uniform:
+each bin is pushed down by about 1/K, and the term mostly lifts the data's bin.
 With a support head (``ModelConfig.support_tau`` > 0, discrete BCQ) every ``max_k`` above runs over
 the bins the target network's support head allows, and the loss adds ``behavior_weight`` times the
 head's cross-entropy on the dataset's bins (of successful episodes only, by default; without the

@@ -10,7 +10,7 @@ import pytest
 
 from envs import make_env, make_expert
 from pretrain.datagen import DatagenArgs, _rollout, quality_of, run_datagen
-from scripts.recipes import datagen_args, dataset_recipe, get_recipe
+from scripts.recipes import cli_defaults, datagen_args, dataset_recipe, get_recipe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dataset-format.md"
 
@@ -40,6 +40,8 @@ def test_the_mixed_recipe_has_the_documented_shares_and_outcomes(tmp_path: Path)
     limit = round(6.0 * args.control_hz)
     assert all(e["length"] == limit for e in eps if e["quality"] == "halted")
     assert dataset_recipe(str(tmp_path / "d")) == "navigate_mixed"
+    defaults = cli_defaults("pretrain", ["--dataset", str(tmp_path / "d")])
+    assert defaults.recipe == "navigate_mixed" and defaults.steps == 6000
     assert json.loads((tmp_path / "d" / "meta" / "datagen.json").read_text())["halted_frac"] == 0.2
 
 
@@ -76,3 +78,19 @@ def test_scale_multiplies_the_size_and_old_datasets_still_resume(tmp_path: Path)
     with pytest.raises(ValueError, match="different arguments"):
         run_datagen(DatagenArgs(env="navigate", out=tmp_path / "d", preset="tiny", workers=1, scale=2))
     assert get_recipe("navigate_mixed").env == "navigate"
+
+
+def test_a_stalled_arm_keeps_its_grip() -> None:
+    env = make_env("garbage_sort")
+    expert = make_expert(env, seed=0, halt=(0.5, 0.5))
+    obs, _ = env.reset(seed=0)
+    actions = []
+    for _ in range(30):
+        actions.append(expert.act(obs))
+        obs, *_ = env.step(actions[-1])
+    env.close()
+    stall = expert.halt_step
+    assert stall == 20  # half of GARBAGE_TYPICAL_STEPS
+    for a in actions[stall:]:
+        np.testing.assert_array_equal(a[:3], 0.0)  # no motion
+        assert a[3] == actions[stall - 1][3]  # the gripper command stays where it was

@@ -113,6 +113,8 @@ def test_normalize_instruction_takes_the_datasets_instructions_into_the_policy(
 def test_bad_arguments_are_named(dataset, tmp_path):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         PretrainArgs(dataset=str(dataset), steps=0)
+    with pytest.raises(ValueError, match="pass --model.support-tau 0"):
+        PretrainArgs(dataset=str(dataset), method="cql", model=ModelConfig(support_tau=0.3))
     with pytest.raises(ValueError, match="not 32x32"):
         run_pretrain(
             PretrainArgs(dataset=str(dataset), out=str(tmp_path / "r"), image_size=32, progress=False)

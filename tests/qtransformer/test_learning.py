@@ -56,8 +56,10 @@ def test_bc_method_trains_without_a_target_network():
         train_step(model, make_target(model), opt, batch, cfg, acc, method="bc")
     with pytest.raises(ValueError, match="needs a target model"):
         train_step(model, None, opt, batch, cfg, acc)
+    with pytest.raises(ValueError, match="method='cql' needs a target model"):
+        train_step(model, None, opt, batch, cfg, acc, method="cql")
     with pytest.raises(ValueError, match="method must be"):
-        train_step(model, None, opt, batch, cfg, acc, method="cql")  # type: ignore[arg-type]
+        train_step(model, None, opt, batch, cfg, acc, method="iql")  # type: ignore[arg-type]
 
 
 def test_gradient_accumulation_steps_only_on_sync():

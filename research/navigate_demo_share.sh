@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Where imitation catches up (issue #24): the navigate_mixed recipe's data with another share of
+# demonstrations (the autonomous sources keep their proportions), the recipe's Q-Transformer against
+# filtered BC and BC on everything, pretraining seed 0 only, scored on the pretraining tasks (10 report
+# starts per task) and the held-out test landmarks (50 per landmark). One run at a time on one core.
+#
+#   bash research/navigate_demo_share.sh [RUNS_DIR] [SHARE ...]     # shares in percent, default 5 25 50
+set -euo pipefail
+runs="${1:-runs/protocol/navigate_demo_share}"
+shift || true
+shares=("$@")
+[ ${#shares[@]} -gt 0 ] || shares=(5 25 50)
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+declare -A FLAGS=(
+  [qt]=""
+  [bc_filtered]="--method bc --success-only --model.support-tau 0"
+  [bc_all]="--method bc --model.support-tau 0"
+)
+for share in "${shares[@]}"; do
+  # shellcheck disable=SC2046
+  read -r e n h f < <(python -c "e=$share/100; r=(1-e)/0.9; print(e, 0.4*r, 0.2*r, 1-e-0.4*r-0.2*r)")
+  data="$runs/demo$share/data"
+  qt datagen --env navigate --recipe navigate_mixed --out "$data" --workers 1 \
+    --expert-frac "$e" --noisy-frac "$n" --halted-frac "$h" --failed-frac "$f"
+  for method in qt bc_filtered bc_all; do
+    out="$runs/demo$share/$method"
+    # shellcheck disable=SC2086
+    [ -f "$out/summary_rank0.json" ] ||
+      qt pretrain --dataset "$data" --out "$out" --seed 0 --resume ${FLAGS[$method]} > "$out.log" 2>&1
+    for split in train test; do
+      episodes=10; [ "$split" = test ] && episodes=50
+      [ -f "$out/eval_$split.json" ] ||
+        qt evaluate --checkpoint "$out/policy" --split "$split" --episodes "$episodes" --method "$method" \
+          --out "$out/eval_$split.json" > "$out/eval_$split.log" 2>&1
+    done
+  done
+done
+python - "$runs" "${shares[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+runs, shares = Path(sys.argv[1]), sys.argv[2:]
+for share in shares:
+    row = [f"{share}%"]
+    for method in ("qt", "bc_filtered", "bc_all"):
+        for split in ("train", "test"):
+            r = json.loads((runs / f"demo{share}" / method / f"eval_{split}.json").read_text())
+            row.append(f"{method} {split} {100 * r['success_mean']:.1f}")
+    print(" | ".join(row))
+PY
