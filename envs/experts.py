@@ -36,10 +36,10 @@ RETREAT_BIN_Z = 0.26  # above anything stacked in a bin
 PHASE_TIMEOUT = 25
 FUNNEL_INNER = 0.008  # m of horizontal error inside which the hand descends all the way
 FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
-GARBAGE_TYPICAL_STEPS = 40
-"""About how many steps the GarbageSort expert takes on a one-object task at 10 Hz and full servo gain
-(what a halting fraction is taken of); tasks with several objects take longer, so there a halt falls
-within the first objects."""
+GARBAGE_TYPICAL_STEPS = 31
+"""About how many steps the GarbageSort expert takes at 10 Hz and full servo gain (its mean over 30
+training-task episodes with jittered starts): what a halting fraction is taken of. Tasks with several
+objects take longer, so there a halt falls within the first objects."""
 SERVO_GAIN = 1.0
 """Share of the remaining position error the hand is commanded to close per step (up to ``MAX_STEP``).
 At 1 the command is the whole error, clipped to +-1: exactly +-1 (one action bin) until the last 5 cm,

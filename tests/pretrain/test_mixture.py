@@ -9,24 +9,32 @@ import pyarrow.parquet as pq
 import pytest
 
 from envs import make_env, make_expert
+from envs.experts import GARBAGE_TYPICAL_STEPS
 from pretrain.datagen import DatagenArgs, _rollout, quality_of, run_datagen
 from scripts.recipes import cli_defaults, datagen_args, dataset_recipe, get_recipe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dataset-format.md"
 
 
-def _documented_shares() -> dict[str, float]:
-    """``quality`` -> share from the table of the navigate_mixed section of the dataset docs."""
-    section = DOC.read_text().split("the `navigate_mixed` recipe", 1)[1]
-    rows = re.findall(r"^\| [^|]+ \| `(\w+)` \| (\d+)% \|", section, flags=re.M)
+def _documented_shares(recipe: str) -> dict[str, float]:
+    """``quality`` -> share from the dataset docs' table of ``recipe``'s sources."""
+    table = DOC.read_text().split(f"The `{recipe}` recipe's sources", 1)[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| [^|]+ \| `(\w+)` \| (\d+)% \|", table, flags=re.M)
     return {q: int(p) / 100 for q, p in rows}
+
+
+@pytest.mark.parametrize("recipe", ["navigate_mixed", "garbage_sort_mixed"])
+def test_the_documented_shares_are_the_recipes(recipe: str) -> None:
+    args = datagen_args(recipe)
+    shares = {"expert": args.expert_frac, "noisy": args.noisy_frac}
+    assert _documented_shares(recipe) == shares | {"halted": args.halted_frac, "failed": args.failed_frac}
 
 
 def test_the_mixed_recipe_has_the_documented_shares_and_outcomes(tmp_path: Path) -> None:
     args = datagen_args("navigate_mixed", out=tmp_path / "d", episodes=40, workers=1)
     shares = {"expert": args.expert_frac, "noisy": args.noisy_frac}
     shares |= {"halted": args.halted_frac, "failed": args.failed_frac}
-    assert _documented_shares() == shares
+    assert _documented_shares("navigate_mixed") == shares
     run_datagen(args)
     eps = pq.read_table(tmp_path / "d" / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
     counts = {q: sum(e["quality"] == q for e in eps) for q in shares}
@@ -90,7 +98,7 @@ def test_a_stalled_arm_keeps_its_grip() -> None:
         obs, *_ = env.step(actions[-1])
     env.close()
     stall = expert.halt_step
-    assert stall == 20  # half of GARBAGE_TYPICAL_STEPS
+    assert stall == round(0.5 * GARBAGE_TYPICAL_STEPS)
     for a in actions[stall:]:
         np.testing.assert_array_equal(a[:3], 0.0)  # no motion
         assert a[3] == actions[stall - 1][3]  # the gripper command stays where it was
