@@ -123,6 +123,10 @@ def _garbage_mixed_pretrain() -> dict[str, Any]:
     return {**base, "model": model, "success_only": False}
 
 
+TEAM_SHARES: dict[str, float] = dict(expert_frac=0.1, noisy_frac=0.4, halted_frac=0.2, failed_frac=0.3)
+"""The ``*_mixed`` recipes' sources: 10% demonstrations, 40% weak attempts, 20% stalls, 30% wrong goals."""
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -142,16 +146,7 @@ RECIPES: dict[str, Recipe] = {
             oracle="landmark positions in the state",
             # A robot team's data: 10% demonstrations; the rest autonomous attempts, mostly failures
             # (docs/dataset-format.md: the sources and the success rate of each).
-            datagen=dict(
-                episodes=1500,
-                control_hz=4.0,
-                expert_frac=0.1,
-                noisy_frac=0.4,
-                halted_frac=0.2,
-                failed_frac=0.3,
-                noise=1.0,
-                epsilon=0.5,
-            ),
+            datagen=dict(episodes=1500, control_hz=4.0, **TEAM_SHARES, noise=1.0, epsilon=0.5),
             pretrain=_navigate_mixed_pretrain,
             finetune=_navigate_finetune,
         ),
@@ -162,16 +157,7 @@ RECIPES: dict[str, Recipe] = {
             oracle="object and bin poses in the state",
             # The same kind of mixture as navigate_mixed; pick-and-place fails under heavy noise, so the
             # weak attempts are gentler (docs/dataset-format.md).
-            datagen=dict(
-                episodes=20_000,
-                start_jitter=0.1,
-                expert_frac=0.1,
-                noisy_frac=0.4,
-                halted_frac=0.2,
-                failed_frac=0.3,
-                noise=0.3,
-                epsilon=0.1,
-            ),
+            datagen=dict(episodes=20_000, start_jitter=0.1, **TEAM_SHARES, noise=0.3, epsilon=0.1),
             pretrain=_garbage_mixed_pretrain,
             finetune=_garbage_finetune,
         ),
