@@ -129,7 +129,9 @@ class DatagenArgs:
             raise ValueError(f"expert/noisy/halted/failed fractions must be >= 0 and sum to 1, got {fracs}")
         from envs.experts import check_halt
 
-        self.halt = check_halt(tuple(self.halt))  # type: ignore[assignment]
+        halt = check_halt(tuple(self.halt))  # type: ignore[arg-type]  # its length is checked there
+        assert halt is not None
+        self.halt = halt
         if not (self.scale > 0 and np.isfinite(self.scale)):
             raise ValueError(f"scale must be a finite number > 0, got {self.scale}")
         if self.workers < 1:
@@ -258,7 +260,7 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
         kwargs["start_jitter"] = args.start_jitter
     env = envs.make_env(args.env, **kwargs)
     fps = env_fps(env)
-    settings = {
+    settings: dict[str, dict[str, Any]] = {
         "expert": {},
         "noisy": {"noise": args.noise, "epsilon": args.epsilon},
         "halted": {"halt": args.halt},

@@ -106,9 +106,8 @@ def train_step(
                 loss, terms = bc_loss(model, batch, cfg.loss)
             else:
                 assert target_model is not None  # checked above
-                regulariser = "cql" if method == "cql" else "bins"
                 loss, terms = qtransformer_loss(
-                    model, target_model, batch, cfg.loss, cfg.returns, regulariser
+                    model, target_model, batch, cfg.loss, cfg.returns, "cql" if method == "cql" else "bins"
                 )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at optimiser step {opt_step}: {terms}")
