@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where imitation catches up (issue #24): the navigate_mixed recipe's data with another share of
 # demonstrations (the autonomous sources keep their proportions), the recipe's Q-Transformer against
-# filtered BC (at 1,000 and 2,000 steps) and BC on everything, pretraining seed 0 only, scored on the pretraining tasks (10 report
-# starts per task) and the held-out test landmarks (50 per landmark). One run at a time on one core.
+# filtered BC (at 1,000 and 2,000 steps) and BC on everything, pretraining seed 0 only, scored on the
+# pretraining tasks (10 report starts per task) and the held-out test landmarks (50 per landmark).
+# One run at a time on one core.
 #
 #   bash research/navigate_demo_share.sh [RUNS_DIR] [SHARE ...]     # shares in percent, default 5 25 50
 set -euo pipefail
@@ -21,8 +22,13 @@ declare -A FLAGS=(
   [bc_all]="--method bc --model.support-tau 0"
 )
 for share in "${shares[@]}"; do
-  # shellcheck disable=SC2046
-  read -r e n h f < <(python -c "e=$share/100; r=(1-e)/0.9; print(e, 0.4*r, 0.2*r, 1-e-0.4*r-0.2*r)")
+  # The recipe's shares (scripts.recipes.TEAM_SHARES) with the demonstrations' set to $share%.
+  read -r e n h f < <(python -c "
+from scripts.recipes import TEAM_SHARES as t
+e = $share / 100
+r = (1 - e) / (1 - t['expert_frac'])
+n, h = t['noisy_frac'] * r, t['halted_frac'] * r
+print(e, n, h, 1 - e - n - h)")
   data="$runs/demo$share/data"
   qt datagen --env navigate --recipe navigate_mixed --out "$data" --workers 1 \
     --expert-frac "$e" --noisy-frac "$n" --halted-frac "$h" --failed-frac "$f"

@@ -68,7 +68,7 @@ printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'eval "$FLAGS_DUMP"; pretra
 # Entries are written one at a time (the summary file is rewritten whole by each).
 for method in "${methods[@]}"; do
   for split in train test tuning; do
-    eval "$FLAGS_DUMP"; evaluate_one "$method" "$split"
+    evaluate_one "$method" "$split"
   done
 done
 python -m scripts.results_table

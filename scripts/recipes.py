@@ -127,49 +127,53 @@ TEAM_SHARES: dict[str, float] = dict(expert_frac=0.1, noisy_frac=0.4, halted_fra
 """The ``*_mixed`` recipes' sources: 10% demonstrations, 40% weak attempts, 20% stalls, 30% wrong goals."""
 
 
+def _team_data(
+    base: Recipe, pretrain: Callable[[], dict[str, Any]], oracle: str | None = None, **datagen: Any
+) -> Recipe:
+    """``base`` on a robot team's data (``TEAM_SHARES``; docs/dataset-format.md: the sources and the
+    success rate of each): recipe ``<base>_mixed``, with ``datagen`` (the weak attempts' noise) on top
+    and ``oracle`` in place of the base's when given."""
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}_mixed",
+        oracle=base.oracle if oracle is None else oracle,
+        datagen={**base.datagen, **TEAM_SHARES, **datagen},
+        pretrain=pretrain,
+    )
+
+
+_NAVIGATE = Recipe(
+    name="navigate",
+    env="navigate",
+    observation="state",
+    oracle="landmark positions in the state",
+    datagen=dict(episodes=1500, control_hz=4.0),
+    pretrain=_navigate_pretrain,
+    finetune=_navigate_finetune,
+)
+_GARBAGE_SORT = Recipe(
+    name="garbage_sort",
+    env="garbage_sort",
+    observation="state",
+    oracle="object and bin poses in the state; reads only the values the scripted expert acts on "
+    "(envs.garbage_sort.EXPERT_IGNORES masked)",
+    datagen=dict(episodes=20_000, start_jitter=0.1),
+    pretrain=_garbage_pretrain,
+    finetune=_garbage_finetune,
+)
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe(
-            name="navigate",
-            env="navigate",
-            observation="state",
-            oracle="landmark positions in the state",
-            datagen=dict(episodes=1500, control_hz=4.0),
-            pretrain=_navigate_pretrain,
-            finetune=_navigate_finetune,
-        ),
-        Recipe(
-            name="navigate_mixed",
-            env="navigate",
-            observation="state",
-            oracle="landmark positions in the state",
-            # A robot team's data: 10% demonstrations; the rest autonomous attempts, mostly failures
-            # (docs/dataset-format.md: the sources and the success rate of each).
-            datagen=dict(episodes=1500, control_hz=4.0, **TEAM_SHARES, noise=1.0, epsilon=0.5),
-            pretrain=_navigate_mixed_pretrain,
-            finetune=_navigate_finetune,
-        ),
-        Recipe(
-            name="garbage_sort_mixed",
-            env="garbage_sort",
-            observation="state",
-            oracle="object and bin poses in the state",
-            # The same kind of mixture as navigate_mixed; pick-and-place fails under heavy noise, so the
-            # weak attempts are gentler (docs/dataset-format.md).
-            datagen=dict(episodes=20_000, start_jitter=0.1, **TEAM_SHARES, noise=0.3, epsilon=0.1),
-            pretrain=_garbage_mixed_pretrain,
-            finetune=_garbage_finetune,
-        ),
-        Recipe(
-            name="garbage_sort",
-            env="garbage_sort",
-            observation="state",
-            oracle="object and bin poses in the state; reads only the values the scripted expert acts on "
-            "(envs.garbage_sort.EXPERT_IGNORES masked)",
-            datagen=dict(episodes=20_000, start_jitter=0.1),
-            pretrain=_garbage_pretrain,
-            finetune=_garbage_finetune,
+        _NAVIGATE,
+        _team_data(_NAVIGATE, _navigate_mixed_pretrain, noise=1.0, epsilon=0.5),
+        _GARBAGE_SORT,
+        # Pick-and-place fails under Navigate's noise, so the weak attempts are gentler.
+        _team_data(
+            _GARBAGE_SORT,
+            _garbage_mixed_pretrain,
+            "object and bin poses in the state",
+            noise=0.3,
+            epsilon=0.1,
         ),
     )
 }
