@@ -7,12 +7,16 @@ robot through the same observation/action API.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
 from envs import tasks
 from envs.experts import make_expert
+
+if TYPE_CHECKING:
+    from envs.base import LanguageTaskEnv
 
 ENV_IDS: dict[str, str] = {
     "garbage_sort": "qtransformer/GarbageSort-v0",
@@ -27,6 +31,14 @@ for _name, _id in ENV_IDS.items():
         gym.register(
             id=_id, entry_point=_ENTRY_POINTS[_name], max_episode_steps=DEFAULT_MAX_EPISODE_STEPS[_name]
         )
+
+
+def env_class(name: str) -> type[LanguageTaskEnv]:
+    """The class behind env ``name`` (its ``CAMERAS``, ``STATE_DIM``, ``PROPRIO_DIM``)."""
+    if name not in _ENTRY_POINTS:
+        raise ValueError(f"unknown env {name!r}; choose from {sorted(_ENTRY_POINTS)}")
+    module, _, cls = _ENTRY_POINTS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 # Control rate the default time limits are counted at.
@@ -48,4 +60,12 @@ def make_env(name: str, **kwargs: Any) -> gym.Env:
     return gym.make(ENV_IDS[name], **kwargs)
 
 
-__all__ = ["DEFAULT_CONTROL_HZ", "DEFAULT_MAX_EPISODE_STEPS", "ENV_IDS", "make_env", "make_expert", "tasks"]
+__all__ = [
+    "DEFAULT_CONTROL_HZ",
+    "DEFAULT_MAX_EPISODE_STEPS",
+    "ENV_IDS",
+    "env_class",
+    "make_env",
+    "make_expert",
+    "tasks",
+]

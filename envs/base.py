@@ -18,6 +18,10 @@ import numpy as np
 from envs import tasks as T
 from envs.common import check_choice, check_size
 
+OBSERVATIONS = ("state", "pixels")
+"""``state``: the full state vector (object, bin and landmark poses included: oracle for a real robot);
+``pixels``: a camera image and proprioception (``LanguageTaskEnv.PROPRIO_DIM``) only."""
+
 
 class LanguageTaskEnv(gym.Env):
     """Base class; subclasses set ``ENV_NAME``, ``TEMPLATES``, ``TASK_GRAPH`` and the world hooks."""
@@ -29,6 +33,13 @@ class LanguageTaskEnv(gym.Env):
     TASK_GRAPH: ClassVar[dict[str, tuple[str, ...]]] = {}
     CAUTIOUS_EXEMPT_DIMS: ClassVar[tuple[int, ...]] = ()
     """Action dimensions cautious exploration leaves at their full range (``AprlConfig.exempt_dims``)."""
+    CAMERAS: ClassVar[dict[str, str]] = {}
+    """Camera name -> MJCF camera of the ``image`` observation; the first is the default."""
+    STATE_DIM: ClassVar[int] = 0
+    """Length of the full state vector."""
+    PROPRIO_DIM: ClassVar[int] = 0
+    """``state[:PROPRIO_DIM]`` is what the robot knows of itself (joints, gripper, base odometry): the
+    whole ``state`` of ``observation="pixels"``, where object, bin and landmark poses are left out."""
 
     def __init__(
         self,
@@ -39,7 +50,16 @@ class LanguageTaskEnv(gym.Env):
         tasks: str,
         reset_free: bool,
         max_episode_steps: int | None,
+        observation: str = "state",
+        camera: str | None = None,
     ) -> None:
+        check_choice("observation", observation, OBSERVATIONS)
+        if observation == "pixels" and not image_size:
+            raise ValueError("observation='pixels' needs a camera image: pass image_size > 0 (e.g. 64)")
+        camera = next(iter(self.CAMERAS)) if camera is None else camera
+        check_choice("camera", camera, tuple(self.CAMERAS))
+        self.observation = observation
+        self.camera = camera
         if render_mode is not None:
             check_choice("render_mode", render_mode, ("rgb_array",))
         check_size("image_size", image_size, allow_zero=True)
@@ -79,8 +99,26 @@ class LanguageTaskEnv(gym.Env):
     def _instruction_for(self, task_id: str, template: str) -> str:
         raise NotImplementedError
 
-    def _observation(self) -> dict[str, Any]:
+    def _state(self) -> np.ndarray:
+        """The full state vector (the module docstring of each env gives its layout)."""
         raise NotImplementedError
+
+    def _camera_image(self, size: int, which: str, camera: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def _observation(self) -> dict[str, Any]:
+        state = self._state()
+        obs: dict[str, Any] = {
+            "state": state[: self.PROPRIO_DIM] if self.observation == "pixels" else state,
+            "instruction": self.instruction,
+        }
+        if self.image_size:
+            obs["image"] = self._camera_image(self.image_size, "image", self.CAMERAS[self.camera])
+        return obs
+
+    def state_dim(self) -> int:
+        """Length of ``obs["state"]`` in this observation mode."""
+        return self.PROPRIO_DIM if self.observation == "pixels" else self.STATE_DIM
 
     # ------------------------------------------------------------------ task choice
     def feasible(self, task_id: str) -> bool:

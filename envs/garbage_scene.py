@@ -121,6 +121,7 @@ def _arm() -> str:
               <joint name="j5" type="hinge" axis="0 0 1" range="-3 3" {joint}/>
               <geom name="palm" type="box" size="0.02 0.055 0.015" rgba="0.3 0.3 0.35 1"/>
               <site name="grip" pos="0 0 {-GRIP_OFFSET}" size="0.005" rgba="1 0 0 0"/>
+              <camera name="wrist" pos="-0.08 0 0.02" xyaxes="0 -1 0 1 0 0.35" fovy="80"/>
               <body name="finger_l" pos="0 0.045 0" gravcomp="1">
                 <joint name="finger_l" type="slide" axis="0 -1 0" range="0 {FINGER_TRAVEL}" damping="5" armature="0.01"/>
                 <geom name="finger_l" {finger}/>

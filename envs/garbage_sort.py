@@ -12,12 +12,15 @@ Observation ``state`` (float32, 124 values, the same layout for every task):
   then one 17-value slot per object kind in ``tasks.OBJECT_KINDS`` order:
   present mask, position (3), quaternion (4), colour one-hot over ``tasks.COLOUR_NAMES`` (9).
   Absent kinds are all zeros, so the mask tells the policy which slots are real.
+With ``observation="pixels"`` the state is ``[0:16]`` only (the arm's own values: no bin and no object
+poses) and the ``image`` comes from ``camera``: ``scene`` (fixed, facing the table, the default) or
+``wrist`` (on the hand, looking down past the fingers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -38,6 +41,7 @@ SAFETY_CHECKS_PER_STEP = 4
 OBJ_SLOT = 17
 STATE_HEAD = 22  # the robot's values and the bins' positions; object slots follow
 STATE_DIM = STATE_HEAD + OBJ_SLOT * len(T.OBJECT_KINDS)
+PROPRIO_DIM = 16  # grip position, hand yaw, gripper closure, grasp flag, grip velocity, joint angles
 MIN_SPACING = 0.11
 MAX_START_JITTER = 0.15
 START_MIN_Z = 0.12  # the lowest start of the grip site: clear of every object's top
@@ -83,11 +87,14 @@ def parse_task(task_id: str) -> TaskSpec:
     raise ValueError(f"unknown GarbageSort task {task_id!r}")
 
 
-def garbage_sort_spaces(use_yaw: bool, image_size: int) -> tuple[spaces.Box, spaces.Dict]:
+def garbage_sort_spaces(
+    use_yaw: bool, image_size: int, observation: str = "state"
+) -> tuple[spaces.Box, spaces.Dict]:
     """The action and observation spaces of GarbageSort, shared with ``RealArmEnv`` so the two never drift."""
     action = spaces.Box(-1.0, 1.0, (5 if use_yaw else 4,), np.float32)
+    state_dim = PROPRIO_DIM if observation == "pixels" else STATE_DIM
     obs: dict[str, spaces.Space] = {
-        "state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
+        "state": spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
         "instruction": instruction_space(),
     }
     if image_size:
@@ -102,6 +109,9 @@ class GarbageSortEnv(LanguageTaskEnv):
     TEMPLATES = T.GARBAGE_TEMPLATES
     TASK_GRAPH = T.GARBAGE_TASK_GRAPH
     CAUTIOUS_EXEMPT_DIMS = (GRIPPER_DIM,)
+    CAMERAS: ClassVar[dict[str, str]] = {"scene": "overview", "wrist": "wrist"}
+    STATE_DIM = STATE_DIM
+    PROPRIO_DIM = PROPRIO_DIM
     action_space: spaces.Box  # gym.Env types it as any Space; GarbageSort's is always a Box
 
     def __init__(
@@ -116,9 +126,19 @@ class GarbageSortEnv(LanguageTaskEnv):
         use_yaw: bool = False,
         max_distractors: int = 2,
         start_jitter: float = 0.0,
+        observation: str = "state",
+        camera: str | None = None,
     ) -> None:
         super().__init__(
-            render_mode, image_size, render_size, paraphrases, tasks, reset_free, max_episode_steps
+            render_mode,
+            image_size,
+            render_size,
+            paraphrases,
+            tasks,
+            reset_free,
+            max_episode_steps,
+            observation,
+            camera,
         )
         if not 0 <= max_distractors <= len(T.OBJECT_KINDS) - 1:
             raise ValueError(
@@ -134,7 +154,9 @@ class GarbageSortEnv(LanguageTaskEnv):
         self.n_substeps = round(S.CONTROL_DT / self.model.opt.timestep)
         self._ids()
         self._home_qpos = self._settle_home()
-        self.action_space, self.observation_space = garbage_sort_spaces(self.use_yaw, self.image_size)
+        self.action_space, self.observation_space = garbage_sort_spaces(
+            self.use_yaw, self.image_size, self.observation
+        )
         self._image_renderer: mujoco.Renderer | None = None
         self._render_renderer: mujoco.Renderer | None = None
         self.present: list[str] = []
@@ -457,20 +479,14 @@ class GarbageSortEnv(LanguageTaskEnv):
                 slots.append(np.zeros(OBJ_SLOT))
         return np.concatenate([np.concatenate(head), *slots]).astype(np.float32)
 
-    def _camera_image(self, size: int, which: str) -> np.ndarray:
+    def _camera_image(self, size: int, which: str, camera: str = "overview") -> np.ndarray:
         attr = f"_{which}_renderer"
         renderer = getattr(self, attr)
         if renderer is None:
             renderer = mujoco.Renderer(self.model, size, size)
             setattr(self, attr, renderer)
-        renderer.update_scene(self.data, camera="overview")
+        renderer.update_scene(self.data, camera=camera)
         return renderer.render().copy()
-
-    def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {"state": self._state(), "instruction": self.instruction}
-        if self.image_size:
-            obs["image"] = self._camera_image(self.image_size, "image")
-        return obs
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

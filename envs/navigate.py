@@ -10,12 +10,15 @@ Observation ``state`` (float32, 48 values, goal-agnostic: the goal comes only fr
   divided by ``RAY_RANGE`` and capped at 1);
   then one 5-value slot per landmark shape in ``tasks.LANDMARK_SHAPES`` order: (x, y, colour index / 4,
   distance from the base, bearing relative to the heading / pi).
+With ``observation="pixels"`` the state is ``[0:7]`` only (odometry: pose and velocities, no range
+readings and no landmark slots) and the ``image`` comes from ``camera``: ``overhead`` (a fixed camera
+above the arena, the default) or ``onboard`` (on the base, looking ahead).
 Success: the base centre within ``success_radius`` (0.45 m) of the named landmark's centre.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -30,6 +33,7 @@ from envs.navigate_planner import GridPlanner
 N_RAYS = 16
 RAY_RANGE = 3.0
 STATE_DIM = 7 + N_RAYS + 5 * len(T.LANDMARK_SHAPES)
+PROPRIO_DIM = 7
 MIN_LANDMARK_SPACING = 0.75
 MAX_PATH = 3.0  # metres; about 43 control steps at full speed
 
@@ -49,6 +53,9 @@ class NavigateEnv(LanguageTaskEnv):
     ENV_NAME = "navigate"
     TEMPLATES = T.NAVIGATE_TEMPLATES
     TASK_GRAPH = T.NAVIGATE_TASK_GRAPH
+    CAMERAS: ClassVar[dict[str, str]] = {"overhead": "overview", "onboard": "ego"}
+    STATE_DIM = STATE_DIM
+    PROPRIO_DIM = PROPRIO_DIM
 
     def __init__(
         self,
@@ -61,9 +68,19 @@ class NavigateEnv(LanguageTaskEnv):
         max_episode_steps: int | None = None,
         success_radius: float = 0.45,
         control_hz: float = 1.0 / S.CONTROL_DT,
+        observation: str = "state",
+        camera: str | None = None,
     ) -> None:
         super().__init__(
-            render_mode, image_size, render_size, paraphrases, tasks, reset_free, max_episode_steps
+            render_mode,
+            image_size,
+            render_size,
+            paraphrases,
+            tasks,
+            reset_free,
+            max_episode_steps,
+            observation,
+            camera,
         )
         if not 0.32 <= success_radius <= 1.0:
             raise ValueError(
@@ -96,7 +113,7 @@ class NavigateEnv(LanguageTaskEnv):
         self._ray_dist = np.zeros(N_RAYS, np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
         obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
+            "state": spaces.Box(-np.inf, np.inf, (self.state_dim(),), np.float32),
             "instruction": instruction_space(),
         }
         if self.image_size:
@@ -285,12 +302,6 @@ class NavigateEnv(LanguageTaskEnv):
             setattr(self, attr, renderer)
         renderer.update_scene(self.data, camera=camera)
         return renderer.render().copy()
-
-    def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {"state": self._state(), "instruction": self.instruction}
-        if self.image_size:
-            obs["image"] = self._camera_image(self.image_size, "image", "ego")
-        return obs
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -4,7 +4,9 @@
 it (see docs/real-arm.md). ``RealArmEnv`` turns GarbageSort actions into end-effector targets, sends
 them through ``SafetyLayer`` (workspace clip, step limit, NaN rejection, watchdog, e-stop) and builds
 the same 124-value ``state`` the simulator gives. Object slots are filled by an optional perception
-callable; without one they are zero with mask 0, which a policy sees as "no object known".
+callable; without one they are zero with mask 0, which a policy sees as "no object known". With
+``observation="pixels"`` the state is the arm's own 16 values and the policy sees the world only
+through ``read_camera``: the mode that needs no perception at all.
 ``MujocoArmDriver`` drives the GarbageSort simulation through the same protocol, so the env and the
 safety layer are exercised for real in tests.
 """
@@ -22,12 +24,14 @@ import numpy as np
 
 from envs import garbage_scene as S
 from envs import tasks as T
-from envs.common import INSTRUCTION_CHARSET, check_size
+from envs.base import OBSERVATIONS
+from envs.common import INSTRUCTION_CHARSET, check_choice, check_size
 from envs.garbage_sort import (
     GRIPPER_DIM,
     MAX_STEP,
     MAX_YAW_STEP,
     OBJ_SLOT,
+    PROPRIO_DIM,
     GarbageSortEnv,
     garbage_sort_spaces,
 )
@@ -103,15 +107,22 @@ class RealArmEnv(gym.Env):
         perception: Callable[[], ObjectPoses] | None = None,
         success_fn: Callable[[], bool] | None = None,
         control_dt: float = S.CONTROL_DT,
+        observation: str = "state",
     ) -> None:
         if not isinstance(driver, ArmDriver):
             raise ValueError(f"driver must implement ArmDriver, got {type(driver).__name__}")
         check_size("image_size", image_size, allow_zero=True)
+        check_choice("observation", observation, OBSERVATIONS)
+        if observation == "pixels" and not image_size:
+            raise ValueError("observation='pixels' needs a camera image: pass image_size > 0 (e.g. 64)")
+        if observation == "pixels" and perception is not None:
+            raise ValueError("observation='pixels' reads no object poses: leave perception as None")
         if not control_dt > 0:
             raise ValueError(f"control_dt must be positive, got {control_dt}")
         self.driver = driver
         self.safety = SafetyLayer(_SafetyAdapter(driver), safety)
         self.image_size = int(image_size)
+        self.observation = observation
         self.use_yaw = bool(use_yaw)
         self.instruction = self._check_instruction(instruction)
         self.bin_positions = bin_positions or dict(zip(T.BINS, S.BIN_SLOTS))
@@ -120,7 +131,9 @@ class RealArmEnv(gym.Env):
         self.perception = perception
         self.success_fn = success_fn
         self.control_dt = float(control_dt)
-        self.action_space, self.observation_space = garbage_sort_spaces(self.use_yaw, self.image_size)
+        self.action_space, self.observation_space = garbage_sort_spaces(
+            self.use_yaw, self.image_size, observation
+        )
         self._prev_ee = np.zeros(3)
 
     @staticmethod
@@ -177,6 +190,22 @@ class RealArmEnv(gym.Env):
         joints[: len(jp)] = jp
         head = [ee, np.array([np.sin(s.ee_yaw), np.cos(s.ee_yaw), s.gripper, float(s.grasping)])]
         head += [(ee - self._prev_ee) / self.control_dt, joints]
+        if self.observation == "pixels":
+            state = np.concatenate(head)
+            assert len(state) == PROPRIO_DIM
+        else:
+            state = self._full_state(head)
+        obs: dict[str, Any] = {"state": state.astype(np.float32), "instruction": self.instruction}
+        if self.image_size:
+            frame = self.driver.read_camera(self.image_size)
+            obs["image"] = (
+                np.zeros((self.image_size, self.image_size, 3), np.uint8)
+                if frame is None
+                else np.asarray(frame, np.uint8)
+            )
+        return obs
+
+    def _full_state(self, head: list[np.ndarray]) -> np.ndarray:
         head += [np.asarray(self.bin_positions[b], float) for b in T.BINS]
         poses = self.perception() if self.perception is not None else {}
         slots = []
@@ -188,18 +217,7 @@ class RealArmEnv(gym.Env):
                 slots.append(np.concatenate([[1.0], pos, quat, onehot]))
             else:
                 slots.append(np.zeros(OBJ_SLOT))
-        obs: dict[str, Any] = {
-            "state": np.concatenate([np.concatenate(head), *slots]).astype(np.float32),
-            "instruction": self.instruction,
-        }
-        if self.image_size:
-            frame = self.driver.read_camera(self.image_size)
-            obs["image"] = (
-                np.zeros((self.image_size, self.image_size, 3), np.uint8)
-                if frame is None
-                else np.asarray(frame, np.uint8)
-            )
-        return obs
+        return np.concatenate([np.concatenate(head), *slots])
 
     def emergency_stop(self, reason: str = "requested") -> None:
         self.safety.emergency_stop(reason)
@@ -244,7 +262,7 @@ class MujocoArmDriver:
 
     def read_camera(self, size: int) -> np.ndarray | None:
         with self._lock:
-            return self.sim._camera_image(size, "image")
+            return self.sim._camera_image(size, "image", self.sim.CAMERAS[self.sim.camera])
 
     def stop(self) -> None:
         """Hold the current pose: the target jumps to where the hand is now."""

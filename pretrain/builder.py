@@ -78,7 +78,11 @@ class PretrainRun:
 
 def model_config(args: PretrainArgs, meta: dict[str, Any]) -> TrainConfig:
     """The model shape follows the dataset; everything else comes from the arguments."""
-    image_size = args.image_size or 0
+    image_size = args.image_size
+    if image_size is None and meta["env_kwargs"].get("observation") == "pixels":
+        # A pixel dataset's state is proprioception only: its policy must read the camera.
+        image_size = next(iter(meta["image_shapes"].values()))[0]
+    image_size = image_size or 0
     if image_size:
         if not meta["cameras"]:
             raise ValueError(

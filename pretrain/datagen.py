@@ -79,6 +79,13 @@ class DatagenArgs:
     """Parallel processes; 1 runs in this process (easiest to debug)."""
     image_size: int = 0
     """Side of the RGB camera image; 0 collects a state-only dataset."""
+    observation: Literal["state", "pixels"] = "state"
+    """``state``: the env's full state vector (object/landmark poses: oracle for a real robot);
+    ``pixels``: camera images and the robot's own state only (needs ``image_size`` > 0). Recorded in
+    ``meta/datagen.json``; pretraining, evaluation and fine-tuning build the env the same way."""
+    camera: str | None = None
+    """The camera of ``observation.images.main`` (Navigate: ``overhead``, ``onboard``; GarbageSort:
+    ``scene``, ``wrist``); None: the env's first."""
     max_episode_steps: int | None = None
     """Time limit per episode; None keeps the environment's (the tiny preset shortens it)."""
     expert_frac: float = 0.5
@@ -138,6 +145,16 @@ class DatagenArgs:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
+        if self.observation not in ("state", "pixels"):
+            raise ValueError(f"observation must be 'state' or 'pixels', got {self.observation!r}")
+        if self.observation == "pixels" and not self.image_size:
+            raise ValueError("observation='pixels' needs camera images: pass --image-size > 0 (e.g. 64)")
+        if self.camera is not None:
+            from envs import env_class
+
+            cameras = tuple(env_class(self.env).CAMERAS)
+            if self.camera not in cameras:
+                raise ValueError(f"camera must be one of {cameras} for {self.env}, got {self.camera!r}")
         if self.expert_gain is not None:
             if self.env != "garbage_sort":
                 raise ValueError(f"expert_gain applies to the garbage_sort env only (env={self.env!r})")
@@ -251,7 +268,15 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
         shutil.rmtree(job.root)  # a killed earlier attempt: start the shard over
     envs = importlib.import_module(job.env_module)
     args = job.args
-    kwargs: dict[str, Any] = {"image_size": args.image_size, "tasks": "train", "paraphrases": "train"}
+    kwargs: dict[str, Any] = {
+        "image_size": args.image_size,
+        "tasks": "train",
+        "paraphrases": "train",
+    }
+    if args.observation != "state":
+        kwargs["observation"] = args.observation
+    if args.camera is not None:
+        kwargs["camera"] = args.camera
     if job.max_episode_steps is not None:
         kwargs["max_episode_steps"] = job.max_episode_steps
     if args.control_hz is not None:
@@ -304,7 +329,13 @@ def _run_jobs(jobs: list[_Shard], workers: int) -> dict[int, int]:
         return dict(pool.imap_unordered(_generate_shard, jobs))
 
 
-_RECORD_DEFAULTS: dict[str, Any] = {"halted_frac": 0.0, "halt": [0.25, 0.75], "scale": 1.0}
+_RECORD_DEFAULTS: dict[str, Any] = {
+    "halted_frac": 0.0,
+    "halt": [0.25, 0.75],
+    "scale": 1.0,
+    "observation": "state",
+    "camera": None,
+}
 """Record keys added after datasets were made without them, with the value those datasets had."""
 
 

@@ -64,7 +64,8 @@ class PretrainArgs:
     num_frames: int = 1
     """Camera frames of history per observation (the model's num_images)."""
     image_size: int | None = None
-    """Train on the dataset's camera images (which must have this size); None = state-only."""
+    """Train on the dataset's camera images (which must have this size); None: the dataset's images when
+    it was made with ``--observation pixels``, else state only."""
     shuffle_buffer: tyro.conf.Suppress[int] = 20_000
     """Transitions held in the streaming shuffle buffer per process."""
     success_only: bool = False

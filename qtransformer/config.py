@@ -49,6 +49,11 @@ class ModelConfig:
     """Feed-forward width as a multiple of ``d_model``."""
     image_tokens: tyro.conf.Suppress[int] = 4
     """Tokens per image after learned spatial attention pooling (TokenLearner-style)."""
+    image_coords: bool = False
+    """Add to each image token where its pooling attends: the expected (x, y) of its attention map over
+    the feature grid (a spatial soft-argmax, as visuomotor policies since Levine et al. 2016 use), through
+    a learned projection. Pooling alone keeps *what* a token attends to and loses *where*, which a policy
+    that must drive or reach to what it sees needs."""
     conv_channels: tyro.conf.Suppress[tuple[int, ...]] = (32, 64, 96)
     """Channels of the FiLM conv stages (each halves the resolution)."""
     conv_blocks: tyro.conf.Suppress[int] = 0
@@ -143,6 +148,9 @@ class ModelConfig:
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Fast enough to pretrain and fine-tune on 2 CPU cores in minutes.
     "small": dict(d_model=128, n_layers=2, n_heads=4),
+    # Camera + proprioception on 2 CPU cores: a compact conv tower at 48-64 px (about 870 samples/s at
+    # batch 64 and 48 px, against 500 with the default tower; docs/benchmarks.md).
+    "pixels_small": dict(d_model=128, n_layers=2, n_heads=4, conv_channels=(16, 32, 64)),
     # Comparable with the public q-transformer package: about 9M parameters with 2 x 64x64 images.
     # As in the paper (FiLM-EfficientNet + a small transformer), most parameters sit in the vision tower,
     # which runs once per action; the transformer runs once per action dimension.
@@ -215,8 +223,14 @@ class LossConfig:
     their minimum (REDQ's in-target minimisation, which counters the max's overestimation). Capped at the
     ensemble's size."""
 
+    image_shift: int = 4
+    """DrQ random shift (``qtransformer.augment``): every training image is moved by up to this many
+    pixels in each direction (border repeated), independently for the bootstrap observation. 0: none.
+    Only image models are affected."""
+
     def __post_init__(self) -> None:
         _check(self.alpha >= 0.0, f"alpha must be >= 0, got {self.alpha}")
+        _check(self.image_shift >= 0, f"image_shift must be >= 0, got {self.image_shift}")
         _check(self.ensemble_subset >= 1, f"ensemble_subset must be >= 1, got {self.ensemble_subset}")
         _check(
             self.online_alpha is None or self.online_alpha >= 0.0,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from qtransformer.augment import augment_batch
 from qtransformer.batch import Batch
 from qtransformer.config import OptimConfig, TrainConfig
 from qtransformer.loss import LossMethod, bc_loss, qtransformer_loss
@@ -91,7 +92,7 @@ def train_step(
     ``opt_step`` is the count of optimiser steps before this call (named when the loss is not finite).
     ``method`` picks the loss: ``"qtransformer"`` and ``"cql"`` (the same TD term with CQL's
     regulariser) need ``target_model`` and move it after every applied step; ``"bc"`` trains without
-    one (``target_model`` must be None).
+    one (``target_model`` must be None). Images are augmented first (``LossConfig.image_shift``).
     """
     if method not in ("qtransformer", "bc", "cql"):
         raise ValueError(f"method must be 'qtransformer', 'cql' or 'bc', got {method!r}")
@@ -100,6 +101,7 @@ def train_step(
     if method == "bc" and target_model is not None:
         raise ValueError("method='bc' trains without a target network: pass target_model=None")
     model.train()
+    batch = augment_batch(batch, cfg.loss.image_shift)
     with accelerator.accumulate(model):
         with accelerator.autocast():
             if method == "bc":

@@ -123,6 +123,7 @@ class ImageEncoder(nn.Module):
                 self.residual.append(j > 0)
         self.attn_maps = nn.Conv2d(chans[-1], cfg.image_tokens, 1)  # TokenLearner-style pooling
         self.out = nn.Linear(chans[-1], cfg.d_model)
+        self.coords = nn.Linear(2, cfg.d_model) if cfg.image_coords else None
         self.view_emb = nn.Parameter(torch.zeros(cfg.num_images, 1, cfg.d_model))
 
     def frame_tokens(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -145,7 +146,19 @@ class ImageEncoder(nn.Module):
             torch._C._set_mkldnn_enabled(was_enabled)
         weights = rearrange(self.attn_maps(x), "n t h w -> n t (h w)").softmax(dim=-1)  # (N, T, h*w)
         tokens = torch.einsum("ntk,nck->ntc", weights, rearrange(x, "n c h w -> n c (h w)"))  # (N, T, C)
-        return self.out(tokens)  # (N, T, d)
+        out = self.out(tokens)  # (N, T, d)
+        if self.coords is not None:
+            h, w = x.shape[-2:]
+            grid = torch.stack(
+                torch.meshgrid(
+                    torch.linspace(-1.0, 1.0, h, device=x.device),
+                    torch.linspace(-1.0, 1.0, w, device=x.device),
+                    indexing="ij",
+                ),
+                dim=-1,
+            ).reshape(h * w, 2)  # (h*w, 2): row, column
+            out = out + self.coords(weights @ grid)  # expected position of each token's attention
+        return out
 
     def forward(
         self, images: torch.Tensor | None, text: torch.Tensor, frame_tokens: torch.Tensor | None = None

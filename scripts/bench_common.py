@@ -29,11 +29,22 @@ TINY_MODEL: dict[str, Any] = dict(
 )
 
 
-def bench_model(tiny: bool, **overrides: Any) -> ModelConfig:
-    """The reference model config the benchmarks measure, or with ``tiny`` its smoke-test size."""
+BENCH_SHAPES: dict[str, dict[str, Any]] = {
+    "reference": {},
+    # The navigate_pixels recipe's shape: one 48 px camera, odometry, 3 action dims.
+    "pixels_small": dict(state_dim=7, action_dim=3, image_size=48, num_images=1),
+}
+"""Model presets the benchmarks can measure (``--preset``), with the input shapes each is measured at."""
+
+
+def bench_model(tiny: bool, preset: str = "reference", **overrides: Any) -> ModelConfig:
+    """The config of ``preset`` (``BENCH_SHAPES``) the benchmarks measure, or with ``tiny`` its smoke-test
+    size."""
     from qtransformer.config import model_preset
 
-    return model_preset("reference", **{**(TINY_MODEL if tiny else {}), **overrides})
+    if preset not in BENCH_SHAPES:
+        raise ValueError(f"unknown benchmark preset {preset!r}; choose from {sorted(BENCH_SHAPES)}")
+    return model_preset(preset, **{**BENCH_SHAPES[preset], **(TINY_MODEL if tiny else {}), **overrides})
 
 
 def pin_threads(n: int) -> None:

@@ -30,12 +30,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tiny", action="store_true", help="smoke-test size model (for the test suite)")
+    ap.add_argument("--preset", default="reference", help="model preset to measure (BENCH_SHAPES)")
     args = ap.parse_args()
     if min(args.calls, args.threads) < 1:
         raise ValueError("--calls and --threads must be positive")
     pin_threads(args.threads)
     torch.manual_seed(0)
-    cfg = bench_model(args.tiny)
+    cfg = bench_model(args.tiny, args.preset)
     model = QTransformer(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
 
@@ -75,6 +76,7 @@ def main() -> None:
             "batch32_actions_per_s": round(32 / (b32_ms / 1e3), 1),
             "batch32_stream_plain_actions_per_s": round(32 / (b32_plain_ms / 1e3), 1),
             "batch32_stream_actions_per_s": round(32 / (b32_stream_ms / 1e3), 1),
+            "preset": args.preset,
             "tiny": args.tiny,
             "machine": machine(),
         }

@@ -51,11 +51,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tiny", action="store_true", help="smoke-test size model (for the test suite)")
+    ap.add_argument("--preset", default="reference", help="model preset to measure (BENCH_SHAPES)")
     args = ap.parse_args()
     if min(args.steps, args.threads, args.batch) < 1:
         raise ValueError("--steps, --threads and --batch must be positive")
     pin_threads(args.threads)
-    model_cfg = bench_model(args.tiny)
+    model_cfg = bench_model(args.tiny, args.preset)
 
     def measure(method: LossMethod) -> tuple[float, int]:
         torch.manual_seed(0)
@@ -94,6 +95,7 @@ def main() -> None:
             "bc_baseline_samples_per_s": round(args.batch / bc_step, 1),
             "q_step_over_bc_step": round(step / bc_step, 2),
             "batch": args.batch,
+            "preset": args.preset,
             "tiny": args.tiny,
             "machine": machine(),
         }

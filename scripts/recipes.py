@@ -52,6 +52,10 @@ def _small_model(**kw: Any) -> ModelConfig:
     return ModelConfig(**{**MODEL_PRESETS["small"], **kw})
 
 
+def _pixels_model(**kw: Any) -> ModelConfig:
+    return ModelConfig(**{**MODEL_PRESETS["pixels_small"], **kw})
+
+
 def _navigate_pretrain() -> dict[str, Any]:
     return dict(
         model=_small_model(support_tau=0.3),
@@ -69,6 +73,10 @@ def _navigate_mixed_pretrain() -> dict[str, Any]:
     # seed 0). One-step targets looked better on seed 0 but not over three seeds (n = 1: 60.0% and
     # 59.7%, against 64.7% and 57.5% with n = 3).
     return {**_navigate_pretrain(), "steps": 6000}
+
+
+def _navigate_pixels_pretrain() -> dict[str, Any]:
+    return {**_navigate_pretrain(), "model": _pixels_model(support_tau=0.3)}
 
 
 def _navigate_finetune() -> dict[str, Any]:
@@ -161,10 +169,19 @@ _GARBAGE_SORT = Recipe(
     pretrain=_garbage_pretrain,
     finetune=_garbage_finetune,
 )
+_NAVIGATE_PIXELS = dataclasses.replace(
+    _NAVIGATE,
+    name="navigate_pixels",
+    observation="pixels",
+    oracle=None,
+    datagen={**_NAVIGATE.datagen, "observation": "pixels", "image_size": 48},
+    pretrain=_navigate_pixels_pretrain,
+)
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         _NAVIGATE,
+        _NAVIGATE_PIXELS,
         _team_data(_NAVIGATE, _navigate_mixed_pretrain, noise=1.0, epsilon=0.5),
         _GARBAGE_SORT,
         # Pick-and-place fails under Navigate's noise, so the weak attempts are gentler.

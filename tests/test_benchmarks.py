@@ -108,12 +108,13 @@ def test_bench_loader(tmp_path: Path) -> None:
     assert not (out / "3000").exists(), "--delete left the dataset behind"
 
 
-def test_bench_train(tmp_path: Path) -> None:
-    r = run_bench("bench_train", "--tiny", "--steps", "2", "--batch", "4", cwd=tmp_path)
+@pytest.mark.parametrize("preset", ["reference", "pixels_small"])
+def test_bench_train(tmp_path: Path, preset: str) -> None:
+    r = run_bench("bench_train", "--tiny", "--steps", "2", "--batch", "4", "--preset", preset, cwd=tmp_path)
     assert_figures(
         r, {"params", "samples_per_s", "step_ms", "bc_baseline_samples_per_s", "q_step_over_bc_step"}
     )
-    assert r["batch"] == 4 and r["tiny"] is True
+    assert r["batch"] == 4 and r["tiny"] is True and r["preset"] == preset
 
 
 @pytest.mark.slow

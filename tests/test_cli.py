@@ -70,6 +70,29 @@ def test_evaluate(pipeline):
     assert res["episodes"] == len(res["per_task"]) >= 1
 
 
+def test_pixels_datagen_pretrain_evaluate(tmp_path):
+    """Camera + proprioception end to end: the policy reads images because the dataset is a pixel one."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    qt("datagen", "--env", "navigate", "--preset", "tiny", "--out", str(data), "--workers", "1",
+       "--observation", "pixels", "--image-size", "16", "--camera", "onboard")  # fmt: skip
+    made = json.loads((data / "meta" / "datagen.json").read_text())
+    assert made["observation"] == "pixels" and made["camera"] == "onboard"
+    info = json.loads((data / "meta" / "info.json").read_text())
+    assert info["features"]["observation.state"]["shape"] == [7]
+    assert info["features"]["observation.images.main"]["shape"][:2] == [16, 16]
+    qt("pretrain", "--dataset", str(data), "--out", str(run), "--steps", "3", "--batch-size", "8",
+       *TINY_MODEL)  # fmt: skip
+    cfg = json.loads((run / "policy" / "config.json").read_text())
+    assert cfg["model"]["image_size"] == 16 and cfg["model"]["state_dim"] == 7
+    assert cfg["meta"]["env_kwargs"]["observation"] == "pixels"
+    assert cfg["meta"]["env_kwargs"]["camera"] == "onboard"
+    out = tmp_path / "eval.json"
+    qt("evaluate", "--checkpoint", str(run / "policy"), "--task", "go_to:red_sphere", "--episodes", "2",
+       "--out", str(out))  # fmt: skip
+    res = json.loads(out.read_text())
+    assert res["observation"] == "pixels" and res["episodes"] == 2
+
+
 def test_finetune(pipeline):
     out = pipeline["root"] / "ft"
     qt(

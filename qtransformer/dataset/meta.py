@@ -200,7 +200,8 @@ def read_episodes(root: Path, tasks: list[str], total: int) -> list[EpisodeInfo]
 
 # ------------------------------------------------------------------------------------ what it implies
 
-DATAGEN_ENV_KWARGS = ("start_jitter",)
+DATAGEN_ENV_KWARGS = ("start_jitter", "observation", "camera")
+_ENV_DEFAULTS = {"observation": "state"}
 """``qt datagen`` settings that are env settings, so that a policy is evaluated and fine-tuned in the
 env its data came from."""
 
@@ -212,7 +213,10 @@ def dataset_env_kwargs(env: str | None, fps: int, root: str | Path | None = None
     record = Path(root, "meta", "datagen.json") if root is not None else None
     if record is not None and record.exists():
         made = json.loads(record.read_text())
-        kwargs.update({k: made[k] for k in DATAGEN_ENV_KWARGS if made.get(k) is not None})
+        # Only what differs from the env's default, so envs without the setting still build.
+        kwargs.update(
+            {k: made[k] for k in DATAGEN_ENV_KWARGS if made.get(k) not in (None, _ENV_DEFAULTS.get(k))}
+        )
     return kwargs
 
 

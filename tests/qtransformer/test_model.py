@@ -265,3 +265,33 @@ def test_support_head_restricts_every_greedy_choice_to_supported_bins():
         QTransformer(tiny_config()).decode(state, emb, support_tau=0.3)
     with pytest.raises(ValueError, match="support_tau"):
         tiny_config(support_tau=1.5)
+
+
+def test_image_coords_add_where_each_token_attends():
+    """With ``image_coords`` a token whose attention sits on one feature cell carries that cell's
+    (row, column) in [-1, 1]; without it the same pooled features give the same token wherever they are."""
+    torch.manual_seed(0)
+    cfg = tiny_config(image_size=16, num_images=1, conv_channels=(8, 8), image_coords=True, image_tokens=2)
+    enc = QTransformer(cfg).images_in
+    frames = torch.randint(0, 256, (1, 16, 16, 3), dtype=torch.uint8)
+    text = torch.randn(1, cfg.text_dim)
+    feats = {}
+
+    class Peaked(torch.nn.Module):
+        """Token 0 attends to cell (0, 3) of the 4x4 feature grid, token 1 to cell (2, 1)."""
+
+        def forward(self, x):
+            feats["x"] = x
+            logits = torch.full((x.shape[0], 2, 4, 4), -1e4)
+            logits[:, 0, 0, 3] = 0.0
+            logits[:, 1, 2, 1] = 0.0
+            return logits
+
+    enc.attn_maps = Peaked()
+    out = enc.frame_tokens(frames, text)
+    x = feats["x"][0]
+    pooled = torch.stack([x[:, 0, 3], x[:, 2, 1]])  # (T, C)
+    where = torch.tensor([[-1.0, 1.0], [1.0 / 3.0, -1.0 / 3.0]])  # linspace(-1, 1, 4) at (0, 3), (2, 1)
+    torch.testing.assert_close(out[0], enc.out(pooled) + enc.coords(where))
+    plain = QTransformer(tiny_config(image_size=16, num_images=1, conv_channels=(8, 8))).images_in
+    assert plain.coords is None
