@@ -98,7 +98,8 @@ class EvalArgs:
     """Method label of the entry; default: ``meta["method"]``, else "finetuned" for a checkpoint that
     records online env steps and "pretrained" otherwise."""
     observation: Literal["state", "pixels"] | None = None
-    """Observation label; default: "pixels" when the model reads images, else "state"."""
+    """Observation label; default: "pixels" when the model reads images and its env gave no poses
+    (``observation="pixels"``, recorded with the checkpoint), else "state"."""
     env_steps: int | None = None
     """Online environment steps behind the checkpoints; default: their fine-tuning budget
     (``meta["env_steps_budget"]``, else ``meta["env_steps"]``), else 0."""
@@ -232,7 +233,11 @@ def _labels(args: EvalArgs, metas: list[dict[str, Any]], image_sizes: list[int])
     """method / observation / env_steps: the command line's, else what the checkpoints record."""
     found: dict[str, list[str] | list[int]] = {
         "method": [m.get("method") or ("finetuned" if "env_steps" in m else "pretrained") for m in metas],
-        "observation": ["pixels" if s > 0 else "state" for s in image_sizes],
+        # "pixels" only where the state held no poses: a full state beside an image is still "state".
+        "observation": [
+            "pixels" if s > 0 and (m.get("env_kwargs") or {}).get("observation") == "pixels" else "state"
+            for s, m in zip(image_sizes, metas)
+        ],
         # A fine-tuning budget where recorded: seeds of one configuration stop a few steps apart.
         "env_steps": [int(m.get("env_steps_budget", m.get("env_steps", 0))) for m in metas],
     }

@@ -43,6 +43,18 @@ def test_finetune_and_datagen_take_the_recipe_of_their_env() -> None:
     assert tiny.episodes is None and tiny.plan()["episodes"] == 6 and tiny.control_hz == 4.0
 
 
+def test_asking_for_pixels_takes_the_envs_camera_recipe() -> None:
+    for env in ("navigate", "garbage_sort"):
+        data = parse_args("datagen", ["--env", env, "--observation", "pixels"])
+        assert data.recipe == f"{env}_pixels" and data.observation == "pixels" and data.image_size == 48
+        r = RECIPES[f"{env}_pixels"]
+        # What a robot has: no recipe-level oracle, and the network masks nothing of the 16 or 7 values.
+        assert r.oracle is None and r.observation == "pixels"
+        assert r.pretrain()["model"].state_ignore == ()
+    # Without --observation the env's state recipe stays the default.
+    assert parse_args("datagen", ["--env", "navigate"]).recipe == "navigate"
+
+
 def test_an_unknown_or_mismatched_recipe_is_an_error(navigate_data: Path) -> None:
     with pytest.raises(ValueError, match="unknown recipe 'nope'.*garbage_sort"):
         parse_args("finetune", ["--recipe", "nope"])
