@@ -176,30 +176,29 @@ _GARBAGE_SORT = Recipe(
     pretrain=_garbage_pretrain,
     finetune=_garbage_finetune,
 )
-_NAVIGATE_PIXELS = dataclasses.replace(
-    _NAVIGATE,
-    name="navigate_pixels",
-    observation="pixels",
-    oracle=None,
-    datagen={**_NAVIGATE.datagen, "observation": "pixels", "image_size": 48},
-    pretrain=_navigate_pixels_pretrain,
-)
-_GARBAGE_SORT_PIXELS = dataclasses.replace(
-    _GARBAGE_SORT,
-    name="garbage_sort_pixels",
-    observation="pixels",
-    oracle=None,
-    datagen={**_GARBAGE_SORT.datagen, "observation": "pixels", "image_size": 48},
-    pretrain=_garbage_pixels_pretrain,
-)
+
+
+def _camera(base: Recipe, pretrain: Callable[[], dict[str, Any]]) -> Recipe:
+    """``base`` recorded as a 48 px camera image and the robot's own state: recipe ``<base>_pixels``,
+    which reads nothing a robot does not have."""
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}_pixels",
+        observation="pixels",
+        oracle=None,
+        datagen={**base.datagen, "observation": "pixels", "image_size": 48},
+        pretrain=pretrain,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         _NAVIGATE,
-        _NAVIGATE_PIXELS,
+        _camera(_NAVIGATE, _navigate_pixels_pretrain),
         _team_data(_NAVIGATE, _navigate_mixed_pretrain, noise=1.0, epsilon=0.5),
         _GARBAGE_SORT,
-        _GARBAGE_SORT_PIXELS,
+        _camera(_GARBAGE_SORT, _garbage_pixels_pretrain),
         # Pick-and-place fails under Navigate's noise, so the weak attempts are gentler.
         _team_data(
             _GARBAGE_SORT,
