@@ -51,6 +51,9 @@ def test_asking_for_pixels_takes_the_envs_camera_recipe() -> None:
         # What a robot has: no recipe-level oracle, and the network masks nothing of the 16 or 7 values.
         assert r.oracle is None and r.observation == "pixels"
         assert r.pretrain()["model"].state_ignore == ()
+    nav = parse_args("datagen", ["--env", "navigate", "--observation", "pixels"])
+    assert nav.camera == "onboard" and nav.episodes == 6000 and nav.control_hz == 4.0
+    assert RECIPES["navigate_pixels"].pretrain()["model"].image_coords
     # Without --observation the env's state recipe stays the default.
     assert parse_args("datagen", ["--env", "navigate"]).recipe == "navigate"
 
