@@ -16,11 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs import tasks as T
-from envs.common import check_choice, check_size
-
-OBSERVATIONS = ("state", "pixels")
-"""``state``: the full state vector (object, bin and landmark poses included: oracle for a real robot);
-``pixels``: a camera image and proprioception (``LanguageTaskEnv.PROPRIO_DIM``) only."""
+from envs.common import check_choice, check_observation, check_size
 
 
 class LanguageTaskEnv(gym.Env):
@@ -53,9 +49,7 @@ class LanguageTaskEnv(gym.Env):
         observation: str = "state",
         camera: str | None = None,
     ) -> None:
-        check_choice("observation", observation, OBSERVATIONS)
-        if observation == "pixels" and not image_size:
-            raise ValueError("observation='pixels' needs a camera image: pass image_size > 0 (e.g. 64)")
+        check_observation(observation, image_size)
         camera = next(iter(self.CAMERAS)) if camera is None else camera
         check_choice("camera", camera, tuple(self.CAMERAS))
         self.observation = observation

@@ -26,6 +26,18 @@ def lookat_xyaxes(pos: tuple[float, float, float], target: tuple[float, float, f
     return " ".join(f"{v:.4f}" for v in (*x, *y))
 
 
+OBSERVATIONS = ("state", "pixels")
+"""``state``: the full state vector (object, bin and landmark poses included: oracle for a real robot);
+``pixels``: a camera image and the robot's own values only (``LanguageTaskEnv.PROPRIO_DIM``)."""
+
+
+def check_observation(observation: str, image_size: int) -> None:
+    """An observation mode of ``OBSERVATIONS``; ``pixels`` needs a camera image."""
+    check_choice("observation", observation, OBSERVATIONS)
+    if observation == "pixels" and not image_size:
+        raise ValueError("observation='pixels' needs a camera image: pass image_size > 0 (e.g. 64)")
+
+
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")

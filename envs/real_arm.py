@@ -24,8 +24,7 @@ import numpy as np
 
 from envs import garbage_scene as S
 from envs import tasks as T
-from envs.base import OBSERVATIONS
-from envs.common import INSTRUCTION_CHARSET, check_choice, check_size
+from envs.common import INSTRUCTION_CHARSET, check_observation, check_size
 from envs.garbage_sort import (
     GRIPPER_DIM,
     MAX_STEP,
@@ -112,9 +111,7 @@ class RealArmEnv(gym.Env):
         if not isinstance(driver, ArmDriver):
             raise ValueError(f"driver must implement ArmDriver, got {type(driver).__name__}")
         check_size("image_size", image_size, allow_zero=True)
-        check_choice("observation", observation, OBSERVATIONS)
-        if observation == "pixels" and not image_size:
-            raise ValueError("observation='pixels' needs a camera image: pass image_size > 0 (e.g. 64)")
+        check_observation(observation, image_size)
         if observation == "pixels" and perception is not None:
             raise ValueError("observation='pixels' reads no object poses: leave perception as None")
         if not control_dt > 0:

@@ -145,10 +145,9 @@ class DatagenArgs:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
-        if self.observation not in ("state", "pixels"):
-            raise ValueError(f"observation must be 'state' or 'pixels', got {self.observation!r}")
-        if self.observation == "pixels" and not self.image_size:
-            raise ValueError("observation='pixels' needs camera images: pass --image-size > 0 (e.g. 64)")
+        from envs.common import check_observation
+
+        check_observation(self.observation, self.image_size)
         if self.camera is not None:
             from envs import env_class
 
@@ -268,11 +267,7 @@ def _generate_shard(job: _Shard) -> tuple[int, int]:
         shutil.rmtree(job.root)  # a killed earlier attempt: start the shard over
     envs = importlib.import_module(job.env_module)
     args = job.args
-    kwargs: dict[str, Any] = {
-        "image_size": args.image_size,
-        "tasks": "train",
-        "paraphrases": "train",
-    }
+    kwargs: dict[str, Any] = {"image_size": args.image_size, "tasks": "train", "paraphrases": "train"}
     if args.observation != "state":
         kwargs["observation"] = args.observation
     if args.camera is not None:

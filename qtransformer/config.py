@@ -148,8 +148,8 @@ class ModelConfig:
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Fast enough to pretrain and fine-tune on 2 CPU cores in minutes.
     "small": dict(d_model=128, n_layers=2, n_heads=4),
-    # Camera + proprioception on 2 CPU cores: a compact conv tower at 48-64 px (about 870 samples/s at
-    # batch 64 and 48 px, against 500 with the default tower; docs/benchmarks.md).
+    # Camera + proprioception on 2 CPU cores: a compact conv tower at 48-64 px (560 samples/s at batch 64
+    # and 48 px, 1.7x the default tower's in a same-run probe; docs/benchmarks.md).
     "pixels_small": dict(d_model=128, n_layers=2, n_heads=4, conv_channels=(16, 32, 64)),
     # Comparable with the public q-transformer package: about 9M parameters with 2 x 64x64 images.
     # As in the paper (FiLM-EfficientNet + a small transformer), most parameters sit in the vision tower,
