@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import string
+from typing import Literal
 
 import numpy as np
 from gymnasium import spaces
+
+EnvName = Literal["garbage_sort", "navigate", "metaworld_mt10", "metaworld_mt50", "metaworld_ml10"]
+"""The env names the commands take (``envs.ENV_IDS``' keys)."""
 
 INSTRUCTION_MAX_LENGTH = 200
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,;:!?'-_()/"

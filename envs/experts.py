@@ -27,6 +27,7 @@ import numpy as np
 from envs import garbage_scene as S
 from envs import tasks as T
 from envs.garbage_sort import GRIPPER_DIM, MAX_STEP, MAX_YAW_STEP, GarbageSortEnv
+from envs.metaworld import MetaWorldEnv
 from envs.navigate import NavigateEnv
 from envs.navigate_planner import GridPlanner
 
@@ -36,6 +37,8 @@ RETREAT_BIN_Z = 0.26  # above anything stacked in a bin
 PHASE_TIMEOUT = 25
 FUNNEL_INNER = 0.008  # m of horizontal error inside which the hand descends all the way
 FUNNEL_OUTER = 0.03  # m beyond which it stays at hover height
+METAWORLD_TYPICAL_STEPS = 80
+"""About how many steps Meta-World's scripted policies take on an MT10 task (35-125 by task)."""
 GARBAGE_TYPICAL_STEPS = 31
 """About how many steps the GarbageSort expert takes at 10 Hz and full servo gain (its mean over 30
 training-task episodes with jittered starts): what a halting fraction is taken of. Tasks with several
@@ -368,6 +371,35 @@ class NavigateExpert(_ExpertBase):
         return np.array([vx, vy, wz])
 
 
+class MetaWorldExpert(_ExpertBase):
+    """Meta-World's own scripted policy of the task (``metaworld.policies``), reading the env's 39-value
+    observation. A failing episode reads every object and the goal shifted by one offset, 8-15 cm in a
+    random horizontal direction: it reaches for the wrong place, as an attempt at a misjudged pose does."""
+
+    def _plan(self) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        policy_cls: Any = ENV_POLICY_MAP[self.env.task_id]  # each task's concrete Policy subclass
+        self.policy = policy_cls()
+        self.offset = np.zeros(3)
+        if self.failing:
+            angle = self.rng.uniform(0.0, 2 * np.pi)
+            self.offset = self.rng.uniform(0.08, 0.15) * np.array([np.cos(angle), np.sin(angle), 0.0])
+
+    def _expected_steps(self) -> float:
+        return METAWORLD_TYPICAL_STEPS
+
+    def _still(self) -> np.ndarray:
+        return np.array([0.0, 0.0, 0.0, self.last_action[3]], np.float32)  # hold, keep the grip
+
+    def _clean_action(self) -> np.ndarray:
+        obs = self.env.raw_observation()
+        if self.failing:
+            for start in (4, 11, 22, 29, 36):  # the objects (now and one step earlier) and the goal
+                obs[start : start + 3] += self.offset
+        return np.asarray(self.policy.get_action(obs), np.float64)
+
+
 def check_gain(gain: float, name: str = "gain") -> float:
     """A GarbageSort servo gain, checked: in (0, 1] (``name`` is what the error calls it)."""
     if not 0.0 < gain <= 1.0:  # also refuses NaN
@@ -383,7 +415,7 @@ def make_expert(
     seed: int | None = None,
     gain: float | None = None,
     halt: tuple[float, float] | None = None,
-) -> GarbageExpert | NavigateExpert:
+) -> GarbageExpert | NavigateExpert | MetaWorldExpert:
     """The scripted expert for ``env`` (a GarbageSort or Navigate env, wrapped or not). ``gain`` is the
     GarbageSort expert's servo gain (None: ``SERVO_GAIN``); ``halt`` makes it stall part-way (module
     docstring)."""
@@ -397,4 +429,8 @@ def make_expert(
         raise ValueError(f"gain applies to the GarbageSort expert only, not {type(inner).__name__}")
     if isinstance(inner, NavigateEnv):
         return NavigateExpert(env, noise, epsilon, fail_prob, seed, halt)
-    raise ValueError(f"no expert for {type(inner).__name__}: expected GarbageSortEnv or NavigateEnv")
+    if isinstance(inner, MetaWorldEnv):
+        return MetaWorldExpert(env, noise, epsilon, fail_prob, seed, halt)
+    raise ValueError(
+        f"no expert for {type(inner).__name__}: expected GarbageSortEnv, NavigateEnv or MetaWorldEnv"
+    )

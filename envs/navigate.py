@@ -38,6 +38,10 @@ MIN_LANDMARK_SPACING = 0.75
 MAX_PATH = 3.0  # metres; about 43 control steps at full speed
 
 
+_RAY_NORMALS = "normal" in (mujoco.mj_multiRay.__doc__ or "")
+"""Whether this MuJoCo's ``mj_multiRay`` takes a normals argument (3.4 and later)."""
+
+
 def parse_task(task_id: str) -> tuple[str, str]:
     """``go_to:<colour>_<shape>`` -> (colour, shape)."""
     fam, _, target = task_id.partition(":")
@@ -265,20 +269,11 @@ class NavigateEnv(LanguageTaskEnv):
         ang = yaw + self._ray_angles
         vec = np.stack([np.cos(ang), np.sin(ang), np.zeros(N_RAYS)], 1).ravel()
         origin = np.array([pos[0], pos[1], 0.1])
-        mujoco.mj_multiRay(
-            self.model,
-            d,
-            origin,
-            vec,
-            None,
-            1,
-            self.base_body,
-            self._ray_geomid,
-            self._ray_dist,
-            None,
-            N_RAYS,
-            RAY_RANGE,
-        )
+        args = (self.model, d, origin, vec, None, 1, self.base_body, self._ray_geomid, self._ray_dist)
+        if _RAY_NORMALS:
+            mujoco.mj_multiRay(*args, None, N_RAYS, RAY_RANGE)
+        else:  # MuJoCo before 3.4 (Meta-World's pin, 3.3) has no normals argument
+            mujoco.mj_multiRay(*args, N_RAYS, RAY_RANGE)
         dist = np.where(self._ray_dist < 0, RAY_RANGE, self._ray_dist)
         return np.minimum(dist / RAY_RANGE, 1.0)
 

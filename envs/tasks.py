@@ -243,3 +243,289 @@ def _split(env_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if env_name not in _TASKS:
         raise ValueError(f"unknown env {env_name!r}: expected one of {sorted(_TASKS)}")
     return _TASKS[env_name]
+
+
+# ---------------------------------------------------------------- Meta-World (Farama ``metaworld`` 3.1)
+# The 50 Sawyer tasks by their Meta-World names, each with two training phrasings and one held-out one.
+# The benchmark splits are Meta-World's own (``metaworld.env_dict``; a test checks them against it).
+METAWORLD_PHRASES: dict[str, tuple[str, str, str]] = {
+    "assembly-v3": (
+        "put the ring onto the peg",
+        "pick up the ring and slide it down over the peg",
+        "assemble the ring onto the post",
+    ),
+    "basketball-v3": (
+        "dunk the ball into the basket",
+        "pick up the ball and put it through the hoop",
+        "score a basket with the ball",
+    ),
+    "bin-picking-v3": (
+        "move the block from one bin to the other",
+        "pick the cube out of the bin and drop it in the other bin",
+        "transfer the block into the second bin",
+    ),
+    "box-close-v3": (
+        "put the lid on the box",
+        "close the box with its lid",
+        "cover the box with the lid",
+    ),
+    "button-press-topdown-v3": (
+        "press the button from above",
+        "push the button down from the top",
+        "push down on the button",
+    ),
+    "button-press-topdown-wall-v3": (
+        "press the button from above behind the wall",
+        "reach over the wall and push the button down",
+        "push down on the button past the wall",
+    ),
+    "button-press-v3": (
+        "press the button",
+        "push the button on the front of the box",
+        "push the button in",
+    ),
+    "button-press-wall-v3": (
+        "press the button behind the wall",
+        "reach around the wall and push the button",
+        "push in the button past the wall",
+    ),
+    "coffee-button-v3": (
+        "press the button on the coffee machine",
+        "push the coffee machine's button",
+        "start the coffee machine",
+    ),
+    "coffee-pull-v3": (
+        "pull the mug away from the coffee machine",
+        "take the mug out from under the coffee machine",
+        "slide the cup back from the coffee maker",
+    ),
+    "coffee-push-v3": (
+        "push the mug under the coffee machine",
+        "slide the mug into the coffee machine",
+        "put the cup under the coffee maker",
+    ),
+    "dial-turn-v3": ("turn the dial", "rotate the dial a quarter turn", "twist the knob around"),
+    "disassemble-v3": (
+        "take the ring off the peg",
+        "lift the ring up and off the post",
+        "remove the ring from the peg",
+    ),
+    "door-close-v3": ("close the door", "push the door shut", "swing the door closed"),
+    "door-lock-v3": ("lock the door", "turn the door lock down", "lock the door by turning the knob"),
+    "door-open-v3": ("open the door", "pull the door open", "swing the door open"),
+    "door-unlock-v3": ("unlock the door", "turn the door lock up", "unlock the door by turning the knob"),
+    "hand-insert-v3": (
+        "put your hand into the hole",
+        "insert the gripper into the hole in the table",
+        "reach down into the hole",
+    ),
+    "drawer-close-v3": ("close the drawer", "push the drawer shut", "slide the drawer closed"),
+    "drawer-open-v3": ("open the drawer", "pull the drawer open", "slide the drawer out"),
+    "faucet-open-v3": ("turn on the faucet", "open the tap", "rotate the faucet handle to turn it on"),
+    "faucet-close-v3": ("turn off the faucet", "close the tap", "rotate the faucet handle to turn it off"),
+    "hammer-v3": ("hammer the nail in", "pick up the hammer and drive in the nail", "knock the nail in"),
+    "handle-press-side-v3": (
+        "press the handle down from the side",
+        "push the side handle down",
+        "push down on the handle from the side",
+    ),
+    "handle-press-v3": ("press the handle down", "push the handle down", "push down on the handle"),
+    "handle-pull-side-v3": (
+        "pull the handle up from the side",
+        "lift the side handle up",
+        "raise the handle from the side",
+    ),
+    "handle-pull-v3": ("pull the handle up", "lift the handle up", "raise the handle"),
+    "lever-pull-v3": ("pull the lever up", "lift the lever", "raise the lever all the way"),
+    "pick-place-wall-v3": (
+        "pick up the puck and place it at the goal behind the wall",
+        "lift the puck over the wall to the target",
+        "carry the puck past the wall to the goal",
+    ),
+    "pick-out-of-hole-v3": (
+        "pick the peg out of the hole",
+        "lift the peg out of the hole to the goal",
+        "take the peg out of the hole",
+    ),
+    "pick-place-v3": (
+        "pick up the puck and place it at the goal",
+        "move the puck to the target by picking it up",
+        "carry the puck to the goal position",
+    ),
+    "plate-slide-v3": (
+        "slide the plate into the cabinet",
+        "push the plate into the goal",
+        "shove the plate into the cabinet",
+    ),
+    "plate-slide-side-v3": (
+        "slide the plate sideways into the cabinet",
+        "push the plate into the cabinet from the side",
+        "shove the plate sideways into the goal",
+    ),
+    "plate-slide-back-v3": (
+        "slide the plate out of the cabinet",
+        "pull the plate back out of the cabinet",
+        "get the plate out of the cabinet",
+    ),
+    "plate-slide-back-side-v3": (
+        "slide the plate out of the cabinet sideways",
+        "pull the plate out of the cabinet to the side",
+        "get the plate out of the cabinet from the side",
+    ),
+    "peg-insert-side-v3": (
+        "insert the peg into the hole from the side",
+        "pick up the peg and push it sideways into the hole",
+        "put the peg in the side hole",
+    ),
+    "peg-unplug-side-v3": (
+        "unplug the peg from the side",
+        "pull the peg out of the side hole",
+        "remove the peg from the hole sideways",
+    ),
+    "soccer-v3": ("kick the ball into the goal", "push the soccer ball into the net", "score a goal"),
+    "stick-push-v3": (
+        "push the bottle with the stick",
+        "grab the stick and use it to push the bottle to the goal",
+        "use the stick to shove the bottle",
+    ),
+    "stick-pull-v3": (
+        "pull the bottle with the stick",
+        "grab the stick and use it to pull the bottle to the goal",
+        "use the stick to drag the bottle",
+    ),
+    "push-v3": ("push the puck to the goal", "slide the puck to the target", "shove the puck to the goal"),
+    "push-wall-v3": (
+        "push the puck around the wall to the goal",
+        "slide the puck past the wall to the target",
+        "shove the puck around the wall",
+    ),
+    "push-back-v3": (
+        "push the puck back to the goal",
+        "pull the puck backwards to the target",
+        "slide the puck back towards you",
+    ),
+    "reach-v3": ("reach the goal", "move the gripper to the target position", "put your hand at the goal"),
+    "reach-wall-v3": (
+        "reach the goal behind the wall",
+        "move the gripper over the wall to the target",
+        "put your hand at the goal past the wall",
+    ),
+    "shelf-place-v3": (
+        "put the block on the shelf",
+        "pick up the cube and place it on the shelf",
+        "set the block onto the shelf",
+    ),
+    "sweep-into-v3": (
+        "sweep the puck into the hole",
+        "push the puck into the hole in the table",
+        "brush the puck into the hole",
+    ),
+    "sweep-v3": (
+        "sweep the puck off the table",
+        "push the puck off the edge of the table",
+        "brush the puck off the table",
+    ),
+    "window-open-v3": ("open the window", "slide the window open", "push the window open sideways"),
+    "window-close-v3": ("close the window", "slide the window shut", "push the window closed sideways"),
+}
+METAWORLD_TASKS: tuple[str, ...] = tuple(METAWORLD_PHRASES)
+"""All 50 tasks (MT50), in ``metaworld.env_dict.ALL_V3_ENVIRONMENTS``' order."""
+METAWORLD_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    task: {"train": (a, b), "heldout": (c,)} for task, (a, b, c) in METAWORLD_PHRASES.items()
+}
+MT10_TASKS: tuple[str, ...] = (
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
+ML10_TRAIN_TASKS: tuple[str, ...] = (
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "sweep-v3",
+    "basketball-v3",
+)
+ML10_TEST_TASKS: tuple[str, ...] = (
+    "drawer-open-v3",
+    "door-close-v3",
+    "shelf-place-v3",
+    "sweep-into-v3",
+    "lever-pull-v3",
+)
+"""ML10's test tasks, never in its pretraining data: the first (``drawer-open-v3``) is the tuning task."""
+METAWORLD_BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "metaworld_mt10": (MT10_TASKS, ()),
+    "metaworld_mt50": (METAWORLD_TASKS, ()),
+    "metaworld_ml10": (ML10_TRAIN_TASKS, ML10_TEST_TASKS),
+}
+"""Env name -> (pretraining tasks, held-out tasks). MT10 and MT50 have no held-out tasks: their figures
+are on the training tasks with fresh goals, as Meta-World reports them."""
+_EASY = (
+    "button-press-v3 button-press-topdown-v3 button-press-topdown-wall-v3 button-press-wall-v3 "
+    "coffee-button-v3 dial-turn-v3 door-close-v3 door-lock-v3 door-open-v3 door-unlock-v3 drawer-close-v3 "
+    "drawer-open-v3 faucet-close-v3 faucet-open-v3 handle-press-v3 handle-press-side-v3 handle-pull-v3 "
+    "handle-pull-side-v3 lever-pull-v3 plate-slide-v3 plate-slide-back-v3 plate-slide-back-side-v3 "
+    "plate-slide-side-v3 reach-v3 reach-wall-v3 window-close-v3 window-open-v3 peg-unplug-side-v3"
+)
+METAWORLD_DIFFICULTY: dict[str, tuple[str, ...]] = {
+    "easy": tuple(_EASY.split()),
+    "medium": (
+        "basketball-v3",
+        "bin-picking-v3",
+        "box-close-v3",
+        "coffee-pull-v3",
+        "coffee-push-v3",
+        "hammer-v3",
+        "peg-insert-side-v3",
+        "push-wall-v3",
+        "soccer-v3",
+        "sweep-v3",
+        "sweep-into-v3",
+    ),
+    "hard": (
+        "assembly-v3",
+        "hand-insert-v3",
+        "pick-out-of-hole-v3",
+        "pick-place-v3",
+        "push-v3",
+        "push-back-v3",
+    ),
+    "very_hard": ("shelf-place-v3", "disassemble-v3", "stick-pull-v3", "stick-push-v3", "pick-place-wall-v3"),
+}
+"""Meta-World's difficulty groups (Seo et al., 2022, "Masked World Models"), as LeRobot reports them."""
+
+
+def task_groups(env_name: str, task_ids: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """The groups a figure of ``env_name`` is also reported by (Meta-World: difficulty), restricted to
+    ``task_ids`` and without empty groups; {} for an env without groups."""
+    if env_name not in METAWORLD_BENCHMARKS:
+        return {}
+    groups = {g: [t for t in members if t in task_ids] for g, members in METAWORLD_DIFFICULTY.items()}
+    return {g: members for g, members in groups.items() if members}
+
+
+def suite(env_name: str) -> str:
+    """The benchmark family ``env_name`` belongs to: ``metaworld`` for its benchmarks, else the name."""
+    return "metaworld" if env_name in METAWORLD_BENCHMARKS else env_name
+
+
+# Reset-free pairs: a task and its natural inverse share one scene (same MJCF), so one can follow the other.
+METAWORLD_INVERSES: dict[str, str] = {
+    f"{thing}-{a}-v3": f"{thing}-{b}-v3"
+    for thing in ("drawer", "door", "window", "faucet")
+    for a, b in (("open", "close"), ("close", "open"))
+}
+METAWORLD_TASK_GRAPH: dict[str, tuple[str, ...]] = {t: (u,) for t, u in METAWORLD_INVERSES.items()}
+_TASKS.update(METAWORLD_BENCHMARKS)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
+from envs.common import EnvName
 from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.builder import FinetuneRun, build_finetune
@@ -42,7 +43,7 @@ class FinetuneArgs:
     """Online fine-tuning on one instruction (a held-out task of an env). The command line's defaults
     are the env's recipe (``scripts/recipes.py``)."""
 
-    env: Literal["garbage_sort", "navigate"] = "garbage_sort"
+    env: EnvName = "garbage_sort"
     """Env to practise in."""
     recipe: str | None = None
     """Recipe these defaults come from (the CLI picks the env's; ``--recipe NAME`` another)."""

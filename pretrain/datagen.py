@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from envs.common import EnvName
 from qtransformer.dataset import (
     EPISODE_INDEX,
     INDEX,
@@ -60,7 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class DatagenArgs:
     """Arguments of ``qt datagen``."""
 
-    env: Literal["garbage_sort", "navigate"] = "garbage_sort"
+    env: EnvName = "garbage_sort"
     """Environment to collect in."""
     out: Path = Path("runs/data/garbage_sort")
     """Dataset directory (created; re-running with the same arguments resumes or returns at once)."""

@@ -29,6 +29,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from envs import tasks as task_lists
+from envs.common import EnvName
 from qtransformer.policy import QTransformerPolicy
 from qtransformer.rollout import evaluate
 
@@ -76,7 +78,7 @@ class EvalArgs:
     """Inference checkpoint directories (model.safetensors + config.json), one per training seed of the
     same configuration; the figure is their mean, with the spread over them. Checkpoints fine-tuned on
     the tasks of a split (one per task and seed) are each scored on their own task."""
-    env: Literal["garbage_sort", "navigate"] | None = None
+    env: EnvName | None = None
     """Env to evaluate in; defaults to the one recorded in the checkpoints."""
     split: Literal["train", "tuning", "test"] | None = None
     """Task split (default train): the pretraining tasks, the held-out task settings are chosen on, or
@@ -429,7 +431,8 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     if n_seeds < PROTOCOL_SEEDS:
         gaps.append(f"{n_seeds} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
     result: dict[str, Any] = {
-        "env": env_name,
+        "env": task_lists.suite(env_name),
+        **({"benchmark": env_name} if task_lists.suite(env_name) != env_name else {}),
         "tasks": tasks,
         "split": split,
         **labels,
@@ -446,6 +449,15 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
         "each_checkpoint_on_its_own_task": own is not None,
         "per_task": {t: success_stats(successes[t], lengths[t]) for t in tasks},
     }
+    groups = task_lists.task_groups(env_name, tasks)
+    if groups:  # Meta-World's difficulty groups, as its users report them
+        result["per_group"] = {
+            g: success_stats(
+                [[x for t in members for x in successes[t][s]] for s in range(n_seeds)],
+                [[x for t in members for x in lengths[t][s]] for s in range(n_seeds)],
+            )
+            for g, members in groups.items()
+        }
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from envs.common import EnvName
 from finetune.train import FinetuneArgs
 from pretrain.datagen import DatagenArgs
 from pretrain.train import PretrainArgs
@@ -35,7 +36,7 @@ class Recipe:
     """The settings of one env and observation mode, stage by stage."""
 
     name: str
-    env: Literal["garbage_sort", "navigate"]
+    env: EnvName
     observation: str
     """``state`` or ``pixels``."""
     oracle: str | None
@@ -138,6 +139,49 @@ def _garbage_pixels_pretrain() -> dict[str, Any]:
     return {**base, "model": _pixels_model(support_tau=0.3, normalize_state=True, normalize_instruction=True)}
 
 
+def _metaworld_pretrain() -> dict[str, Any]:
+    return dict(
+        model=_small_model(support_tau=0.3, normalize_state=True, normalize_instruction=True),
+        loss=LossConfig(behavior_weight=10.0),
+        optim=OptimConfig(lr=1e-3, warmup_steps=100, lr_schedule="cosine"),
+        steps=6000,
+        batch_size=128,
+    )
+
+
+def _metaworld_finetune(env: str) -> Callable[[], dict[str, Any]]:
+    def settings() -> dict[str, Any]:
+        base = FinetuneArgs()
+        return dict(
+            env=env,
+            utd=1.0,
+            returns=ReturnOverrides(timeout_is_failure=True),
+            optim=dataclasses.replace(base.optim, lr=3e-4),
+            eval_every=2000,
+            eval_episodes=40,
+        )
+
+    return settings
+
+
+METAWORLD_DATAGEN_STEPS = 200
+"""Time limit of recorded Meta-World episodes, so a stalled or misdirected attempt does not log 500 steps
+(Meta-World's scripted policies finish every MT10 task in 35-250 steps). Evaluation and practice keep
+Meta-World's 500."""
+
+
+def _metaworld(env: str, episodes: int) -> Recipe:
+    return Recipe(
+        name=env,
+        env=env,  # type: ignore[arg-type]  # one of the Meta-World names of EnvName
+        observation="state",
+        oracle="Meta-World's standard state: object and goal positions",
+        datagen=dict(episodes=episodes, max_episode_steps=METAWORLD_DATAGEN_STEPS),
+        pretrain=_metaworld_pretrain,
+        finetune=_metaworld_finetune(env),
+    )
+
+
 TEAM_SHARES: dict[str, float] = dict(expert_frac=0.1, noisy_frac=0.4, halted_frac=0.2, failed_frac=0.3)
 """The ``*_mixed`` recipes' sources: 10% demonstrations, 40% weak attempts, 20% stalls, 30% wrong goals."""
 
@@ -210,6 +254,9 @@ RECIPES: dict[str, Recipe] = {
             noise=0.3,
             epsilon=0.1,
         ),
+        _metaworld("metaworld_mt10", episodes=2000),
+        _metaworld("metaworld_mt50", episodes=10_000),
+        _metaworld("metaworld_ml10", episodes=2000),
     )
 }
 """Every recipe by name. An env's default recipe has the env's name."""
