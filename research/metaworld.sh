@@ -2,12 +2,13 @@
 # Meta-World from offline pretraining (issue #26): the Q-Transformer against behaviour cloning on the same
 # data, three training seeds each, on a benchmark's training tasks with fresh goals. Meta-World's own
 # convention: 50 episodes per task with randomised goals, reported per task and per difficulty group
-# (the entry's per_task and per_group). The data is the recipe's (``qt datagen --env ENV``); BC gets the
-# same network, data and steps, without the conservative term or the support head.
+# (the entry's per_task and per_group). The data is the recipe's (``qt datagen --env ENV``); filtered BC
+# (the successful episodes only) gets the same network, data and steps, without the conservative term or
+# the support head.
 #
 #   bash research/metaworld.sh [ENV] [RUNS_DIR]     # ENV: metaworld_mt10 (default) or metaworld_mt50
 #
-# metaworld_mt10 takes about 40 minutes on 2 CPU cores: 2 for the data, 6 per training run, 2-3 per
+# metaworld_mt10 takes about 75 minutes on 2 CPU cores: 2 for the data, 11 per training run, a few per
 # evaluation.
 set -euo pipefail
 env="${1:-metaworld_mt10}"
@@ -18,10 +19,10 @@ export MUJOCO_GL="${MUJOCO_GL:-egl}"
 qt datagen --env "$env" --out "$runs/data"
 declare -A ARGS=(
   [qtransformer]=""
-  [bc]="--method bc --model.support-tau 0"
+  [bc_filtered]="--method bc --success-only --model.support-tau 0"
 )
 for seed in 0 1 2; do
-  for method in qtransformer bc; do
+  for method in qtransformer bc_filtered; do
     out="$runs/$method/s$seed"
     [ -f "$out/summary_rank0.json" ] && continue  # finished in an earlier invocation (written last)
     mkdir -p "$runs/$method"
@@ -30,12 +31,16 @@ for seed in 0 1 2; do
       { echo "pretraining $out failed: see $out.log" >&2; exit 1; }
   done
 done
-for method in qtransformer bc; do
+declare -A NOTE=(
+  [qtransformer]="The $env recipe: the Q-Transformer pretrained on its data (Meta-World's scripted policies: 50% clean, 30% noisy, 20% aimed at a shifted target)."
+  [bc_filtered]="Behaviour cloning on the successful episodes of the same data, same network and steps."
+)
+for method in qtransformer bc_filtered; do
   result="$runs/$method/eval_train.json"
   [ -f "$result" ] && continue
   qt evaluate --checkpoint "$runs/$method/s0/policy" "$runs/$method/s1/policy" "$runs/$method/s2/policy" \
     --split train --episodes 50 --method "$method" --record "metaworld-$short-$method-train" --oracle \
-    --note "Pretrained on the $env recipe's data (its scripted policies: expert, noisy, wrong-target attempts). Meta-World's standard state (object and goal positions: oracle for a real robot). 50 episodes per task per seed, Meta-World's 500-step limit." \
+    --note "${NOTE[$method]} Meta-World's standard state (object and goal positions: oracle for a real robot). 50 episodes per task per seed with fresh goals, Meta-World's 500-step limit." \
     --command "$here" --out "$result.tmp" > "$runs/$method/eval_train.log" 2>&1 ||
     { echo "evaluating $method failed: see $runs/$method/eval_train.log" >&2; exit 1; }
   mv "$result.tmp" "$result"

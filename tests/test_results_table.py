@@ -107,3 +107,15 @@ def test_an_entry_over_several_tasks_lists_each_task_under_the_table() -> None:
     many = {f"t{i}": {"success_mean": i / 10, "ci95": [0.0, 1.0]} for i in range(8, 0, -1)}
     [line] = [n for n in R.render_tables([_entry("train", per_task=many)]).splitlines() if "- **train**" in n]
     assert "Weakest 6 of 8 tasks: `t1` 10.0%" in line and "`t6` 60.0%" in line and "`t7`" not in line
+
+
+def test_a_benchmark_entry_names_it_and_lists_its_difficulty_groups() -> None:
+    per_group = {
+        "easy": {"success_mean": 0.99, "ci95": [0.97, 1.0]},
+        "very_hard": {"success_mean": 0.4, "ci95": [0.3, 0.5]},
+    }
+    e = _entry("mt10", env="metaworld", benchmark="metaworld_mt10", tasks=["a", "b", "c", "d"])
+    text = R.render_tables([_entry("nav"), {**e, "per_group": per_group}])
+    assert text.index("### Navigate") < text.index("### Meta-World")
+    assert "| mt10 | test | metaworld_mt10: 4 tasks |" in text
+    assert "By difficulty: easy 99.0% [97.0, 100.0], very hard 40.0% [30.0, 50.0]." in text

@@ -27,6 +27,9 @@ def test_registration_and_make_env() -> None:
     assert envs.ENV_IDS == {
         "garbage_sort": "qtransformer/GarbageSort-v0",
         "navigate": "qtransformer/Navigate-v0",
+        "metaworld_mt10": "qtransformer/MetaWorld-MT10-v0",
+        "metaworld_mt50": "qtransformer/MetaWorld-MT50-v0",
+        "metaworld_ml10": "qtransformer/MetaWorld-ML10-v0",
     }
     for env_id in envs.ENV_IDS.values():
         assert env_id in gym.registry
