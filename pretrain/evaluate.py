@@ -231,6 +231,28 @@ def success_stats(successes: list[list[bool]], lengths: list[list[int]]) -> dict
     }
 
 
+def env_labels(env_name: str) -> dict[str, str]:
+    """An entry's ``env`` (a benchmark's family, e.g. "metaworld"), and ``benchmark`` where they differ."""
+    family = task_lists.suite(env_name)
+    return {"env": family} if family == env_name else {"env": family, "benchmark": env_name}
+
+
+def group_stats(
+    env_name: str, successes: dict[str, list[list[bool]]], lengths: dict[str, list[list[int]]]
+) -> dict[str, Any]:
+    """``success_stats`` per task group of ``env_name`` (Meta-World's difficulty, as its users report
+    it) from each task's per-seed episodes; {} for an env without groups."""
+    tasks = list(successes)
+    n_seeds = len(successes[tasks[0]]) if tasks else 0
+    return {
+        g: success_stats(
+            [[x for t in members for x in successes[t][s]] for s in range(n_seeds)],
+            [[x for t in members for x in lengths[t][s]] for s in range(n_seeds)],
+        )
+        for g, members in task_lists.task_groups(env_name, tasks).items()
+    }
+
+
 def _labels(args: EvalArgs, metas: list[dict[str, Any]], image_sizes: list[int]) -> dict[str, Any]:
     """method / observation / env_steps: the command line's, else what the checkpoints record."""
     found: dict[str, list[str] | list[int]] = {
@@ -431,8 +453,7 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
     if n_seeds < PROTOCOL_SEEDS:
         gaps.append(f"{n_seeds} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
     result: dict[str, Any] = {
-        "env": task_lists.suite(env_name),
-        **({"benchmark": env_name} if task_lists.suite(env_name) != env_name else {}),
+        **env_labels(env_name),
         "tasks": tasks,
         "split": split,
         **labels,
@@ -449,15 +470,9 @@ def run_evaluate(args: EvalArgs) -> dict[str, Any]:
         "each_checkpoint_on_its_own_task": own is not None,
         "per_task": {t: success_stats(successes[t], lengths[t]) for t in tasks},
     }
-    groups = task_lists.task_groups(env_name, tasks)
-    if groups:  # Meta-World's difficulty groups, as its users report them
-        result["per_group"] = {
-            g: success_stats(
-                [[x for t in members for x in successes[t][s]] for s in range(n_seeds)],
-                [[x for t in members for x in lengths[t][s]] for s in range(n_seeds)],
-            )
-            for g, members in groups.items()
-        }
+    groups = group_stats(env_name, successes, lengths)
+    if groups:
+        result["per_group"] = groups
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

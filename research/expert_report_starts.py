@@ -25,7 +25,9 @@ from pretrain.evaluate import (
     REPORT_SEED,
     SUMMARY_PATH,
     TASK_SEED_STRIDE,
+    env_labels,
     git_commit,
+    group_stats,
     record_entry,
     success_stats,
     task_ids,
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         [[x for t in tasks for x in played[t][0]]], [[x for t in tasks for x in played[t][1]]]
     )
     result = {
-        "env": env_name,
+        **env_labels(env_name),
         "tasks": tasks,
         "split": args.split,
         "method": "scripted expert",
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
         "first_seed": REPORT_SEED,
         "per_task": {t: success_stats([played[t][0]], [played[t][1]]) for t in tasks},
     }
+    groups = group_stats(env_name, {t: [played[t][0]] for t in tasks}, {t: [played[t][1]] for t in tasks})
+    if groups:
+        result["per_group"] = groups
     if args.record:
         command = shlex.join(["python", "-m", "research.expert_report_starts", *(argv or sys.argv[1:])])
         result = {"name": args.record, **result, "command": command, "commit": git_commit()}
