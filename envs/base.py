@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 from envs import tasks as T
-from envs.common import check_choice, check_observation, check_size
+from envs.common import check_choice, check_observation, check_size, instruction_space
 
 
 class LanguageTaskEnv(gym.Env):
@@ -109,6 +110,16 @@ class LanguageTaskEnv(gym.Env):
         if self.image_size:
             obs["image"] = self._camera_image(self.image_size, "image", self.CAMERAS[self.camera])
         return obs
+
+    def _observation_space(self) -> spaces.Dict:
+        """``state`` (``state_dim()`` float32 values), ``instruction`` and, with ``image_size``, ``image``."""
+        obs: dict[str, spaces.Space] = {
+            "state": spaces.Box(-np.inf, np.inf, (self.state_dim(),), np.float32),
+            "instruction": instruction_space(),
+        }
+        if self.image_size:
+            obs["image"] = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        return spaces.Dict(obs)
 
     def state_dim(self) -> int:
         """Length of ``obs["state"]`` in this observation mode."""

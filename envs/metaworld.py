@@ -30,7 +30,7 @@ from gymnasium import spaces
 
 from envs import tasks as T
 from envs.base import LanguageTaskEnv
-from envs.common import check_action, instruction_space
+from envs.common import check_action
 
 STATE_DIM = 39
 PROPRIO_DIM = 4
@@ -108,15 +108,12 @@ class MetaWorldEnv(LanguageTaskEnv):
             camera,
         )
         if image_size > 480 or render_size > 480:
-            raise ValueError("image_size and render_size must be <= 480 (Meta-World's offscreen buffer)")
+            raise ValueError(
+                f"image_size and render_size must be <= 480 (Meta-World's offscreen buffer), "
+                f"got {image_size} and {render_size}"
+            )
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (self.state_dim(),), np.float32),
-            "instruction": instruction_space(),
-        }
-        if self.image_size:
-            obs_spaces["image"] = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.observation_space = self._observation_space()
         self._envs: dict[str, Any] = {}
         self._renderers: dict[tuple[str, int], mujoco.Renderer] = {}
         self._scene_task = ""  # the task whose Meta-World env holds the current world

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from envs import navigate_scene as S
 from envs import tasks as T
 from envs.base import LanguageTaskEnv
-from envs.common import check_action, instruction_space
+from envs.common import check_action
 from envs.navigate_planner import GridPlanner
 
 N_RAYS = 16
@@ -116,13 +116,7 @@ class NavigateEnv(LanguageTaskEnv):
         self._ray_geomid = np.zeros(N_RAYS, np.int32)
         self._ray_dist = np.zeros(N_RAYS, np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
-        obs_spaces: dict[str, spaces.Space] = {
-            "state": spaces.Box(-np.inf, np.inf, (self.state_dim(),), np.float32),
-            "instruction": instruction_space(),
-        }
-        if self.image_size:
-            obs_spaces["image"] = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.observation_space = self._observation_space()
         self._image_renderer: mujoco.Renderer | None = None
         self._render_renderer: mujoco.Renderer | None = None
         self.colour_of: list[str] = list(T.LANDMARK_COLOURS)
