@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ class FinetuneRun:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     curve: list[dict[str, Any]] = field(default_factory=list)
     n_prior: int = 0
+    n_earlier: int = 0
+    """Episodes of earlier stages' practice in the prior-data replay (``FinetuneArgs.earlier_practice``)."""
     primed: int = 0
     """Prior transitions APRL's dynamics model was fitted on."""
     sources: set[tuple[str, int]] = field(default_factory=set)
@@ -113,6 +115,26 @@ def load_prior(args: FinetuneArgs, use_images: bool) -> Iterator[Episode]:
             success=bool(ep.success),
             image=image,
         )
+
+
+def earlier_practice(runs: Sequence[str | Path], budget: int) -> Iterator[Episode]:
+    """The practice stored by earlier runs (``<run>/episodes``) within ``budget`` transitions, shared
+    equally among the runs; each keeps its latest episodes (the best its policy did), in order."""
+    if budget < 1:
+        raise ValueError(f"the replay budget must be >= 1 transition, got {budget}")
+    share = budget // max(1, len(runs))
+    for run in runs:
+        store = Path(run) / "episodes"
+        if not store.is_dir():
+            raise ValueError(f"earlier practice {run!r} has no episodes/ directory: is it a qt finetune run?")
+        kept: list[Episode] = []
+        used = 0
+        for ep in reversed(EpisodeStore(store).load_all()):
+            if used + len(ep) > share:
+                break
+            kept.append(ep)
+            used += len(ep)
+        yield from reversed(kept)
 
 
 def env_settings(args: FinetuneArgs, pretrained_meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -181,6 +203,11 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
     weights (the from-scratch baseline at equal architecture); without a checkpoint the network is
     ``args.model`` sized to the env."""
     ckpt = load_policy_checkpoint(args.pretrained) if args.pretrained else None
+    if ckpt is not None and ckpt.meta.get("method") == "bc":
+        raise ValueError(
+            f"{args.pretrained} is a behaviour-cloning policy: its outputs are action scores, not Q-values to "
+            "practise with; fine-tune a policy pretrained with --method qtransformer"
+        )
     env_kwargs = env_settings(args, ckpt.meta if ckpt is not None else None)
     if ckpt is not None and args.init == "pretrained":
         model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder
@@ -262,6 +289,17 @@ def build_finetune(args: FinetuneArgs, env_module: str = "envs") -> FinetuneRun:
             run.n_prior += 1
             if prime:  # APRL's dynamics model sees the prior transitions too (fitted below)
                 run.primed += actor.cautious.prime([ep], fit=False)
+    if args.earlier_practice:
+        # Earlier stages' practice (continual learning) joins the prior data: it is sampled in the
+        # prior-data share of every batch. Kept as practice (the loss treats it as its own practice), or
+        # as data ("practice+support": the support head learns its successes, the conservative term
+        # covers it).
+        if run.offline is None:
+            run.offline = EpisodeReplay(returns, mcfg.num_images, args.seed)
+        as_practice = args.continual.replay != "practice+support"
+        for ep in earlier_practice(args.earlier_practice, args.continual.budget):
+            run.offline.add(ep, practice=as_practice)
+            run.n_earlier += 1
     if args.resume and run.snapshot_path.exists():
         snap = load_snapshot(run.snapshot_path)
         learner.load_state_dict(snap["learner"])

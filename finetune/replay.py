@@ -55,7 +55,9 @@ class EpisodeReplay:
     def __len__(self) -> int:
         return self._tr["obs"].size if self._tr else 0
 
-    def add(self, ep: Episode) -> None:
+    def add(self, ep: Episode, practice: bool = False) -> None:
+        """Store ``ep``'s transitions; ``practice`` marks them as collected by the agent (an earlier
+        stage's practice kept in the prior-data replay), which ``mixed_sample`` reports as ``online``."""
         T = len(ep)
         if not self._obs:
             self._obs["state"] = _Growable(ep.state.shape[1:], np.float32)
@@ -70,6 +72,7 @@ class EpisodeReplay:
                 ("bootstrap", (), np.float32),
                 ("mc_return", (), np.float32),
                 ("instr", (), np.int64),
+                ("practice", (), np.bool_),
             ):
                 self._tr[name] = _Growable(shape, dt)
         if ("image" in self._obs) != (ep.image is not None):
@@ -97,6 +100,7 @@ class EpisodeReplay:
         self._tr["bootstrap"].extend(tg.bootstrap)
         self._tr["mc_return"].extend(tg.mc_return)
         self._tr["instr"].extend(np.full(T, self._instr_ids[ep.instruction]))
+        self._tr["practice"].extend(np.full(T, practice))
         self.num_episodes += 1
 
     def _frames(self, obs_idx: np.ndarray) -> np.ndarray:
@@ -122,6 +126,7 @@ class EpisodeReplay:
             K.BOOTSTRAP: tr["bootstrap"],
             K.MC_RETURN: tr["mc_return"],
             K.INSTRUCTION: [self.instructions[j] for j in tr["instr"]],
+            K.ONLINE: tr["practice"],
         }
         if "image" in self._obs:
             out[K.IMAGE] = self._frames(tr["obs"])
@@ -154,8 +159,9 @@ def mixed_sample(
     """RLPD's symmetric sampling: ``offline_fraction`` of every batch from prior data, the rest online.
 
     Before any online data exists (or without prior data) the batch comes wholly from the one that has data.
-    Every sample carries ``online`` (True where it came from the online buffer), so that the loss can
-    weigh the conservative term differently on the two (``LossConfig.online_alpha``).
+    Every sample carries ``online`` (True where it came from the online buffer, or from practice stored
+    with the prior data: ``EpisodeReplay.add(practice=True)``), so that the loss treats practice as
+    practice (``LossConfig.online_alpha``, ``online_mc_mix``, ``behavior_online``).
     """
     if not 0.0 <= offline_fraction <= 1.0:
         raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
@@ -166,7 +172,7 @@ def mixed_sample(
     n_off = round(batch_size * offline_fraction) if (has_off and has_on) else (batch_size if has_off else 0)
     parts = []
     if n_off:
-        parts.append({**offline.sample(n_off, rng), K.ONLINE: np.zeros(n_off, bool)})  # type: ignore[union-attr]
+        parts.append(offline.sample(n_off, rng))  # type: ignore[union-attr]
     if batch_size - n_off:
         parts.append({**online.sample(batch_size - n_off, rng), K.ONLINE: np.ones(batch_size - n_off, bool)})
     return concat_transitions(parts) if len(parts) > 1 else parts[0]

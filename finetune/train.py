@@ -29,6 +29,7 @@ from envs.common import EnvName
 from finetune.actor import ExplorationConfig
 from finetune.aprl import AprlConfig
 from finetune.builder import FinetuneRun, build_finetune
+from finetune.continual import ContinualConfig, run_continual
 from finetune.episode import Episode
 from finetune.store import save_snapshot
 from qtransformer.checkpoint import save_policy_checkpoint
@@ -49,6 +50,11 @@ class FinetuneArgs:
     """Recipe these defaults come from (the CLI picks the env's; ``--recipe NAME`` another)."""
     task: str | None = None
     """Task id to master; default: the env's first held-out task (never seen in pretraining)."""
+    tasks: tuple[str, ...] = ()
+    """Several task ids, learned one after another (continual learning, ``finetune.continual``): each
+    stage practises one for ``env_steps`` from the previous stage's weights, and every stage's policy is
+    scored on all of them and on the pretraining tasks. Replaces ``--task``."""
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
     pretrained: str | None = None
     """Pretrained policy checkpoint directory."""
     init: Literal["pretrained", "scratch"] = "pretrained"
@@ -124,6 +130,9 @@ class FinetuneArgs:
     """Gradient steps between weight publications to the actors."""
     progress: tyro.conf.Suppress[bool | None] = None
     """Progress bar (None: when stderr is a terminal)."""
+    earlier_practice: tyro.conf.Suppress[tuple[str, ...]] = ()
+    """Run directories of earlier stages whose stored practice joins the prior-data replay, within
+    ``continual.budget`` (set by the continual stage loop)."""
 
     def __post_init__(self) -> None:
         if self.env_steps < 1 or self.batch_size < 1 or self.utd <= 0:
@@ -134,6 +143,12 @@ class FinetuneArgs:
             raise ValueError("actors >= 0, eval_every >= 1 and eval_episodes >= 0 are required")
         if self.listen is not None:
             listen_address(self.listen)
+        if self.tasks and self.task is not None:
+            raise ValueError("give --task (one task) or --tasks (a sequence), not both")
+        if self.tasks and (self.actors or self.listen):
+            raise ValueError(
+                "--tasks (continual learning) collects in the learner's process: drop --actors/--listen"
+            )
 
 
 def listen_address(listen: str) -> tuple[str, int]:
@@ -387,7 +402,10 @@ def practise(run: FinetuneRun, env_module: str = "envs") -> None:
 
 
 def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, Any]:
-    """Fine-tune; ``env_module`` names the module providing ``make_env`` and ``tasks`` (tests pass a fake)."""
+    """Fine-tune (with ``args.tasks``, on each in turn: ``finetune.continual``); ``env_module`` names the
+    module providing ``make_env`` and ``tasks`` (tests pass a fake)."""
+    if args.tasks:
+        return run_continual(args, env_module)
     t0 = time.perf_counter()
     run = build_finetune(args, env_module)
     practise(run, env_module)
@@ -416,6 +434,7 @@ def run_finetune(args: FinetuneArgs, *, env_module: str = "envs") -> dict[str, A
         "loss": dataclasses.asdict(run.args.loss),
         "returns": run.returns.to_dict(),
         "prior_episodes": run.n_prior,
+        "earlier_practice_episodes": run.n_earlier,
         "aprl_primed_transitions": run.primed,
         **run.counters,
         "updates": learner.updates,
