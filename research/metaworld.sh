@@ -3,8 +3,8 @@
 # data, three training seeds each, on a benchmark's training tasks with fresh goals. Meta-World's own
 # convention: 50 episodes per task with randomised goals, reported per task and per difficulty group
 # (the entry's per_task and per_group). The data is the recipe's (``qt datagen --env ENV``); filtered BC
-# (the successful episodes only) gets the same network, data and steps, without the conservative term or
-# the support head.
+# (the successful episodes only; the recipe's default, the measured best) gets the same network, data and
+# steps as the Q-Transformer, without the conservative term or the support head.
 #
 #   bash research/metaworld.sh [ENV] [RUNS_DIR]     # ENV: metaworld_mt10 (default) or metaworld_mt50
 #
@@ -18,8 +18,8 @@ short="${env#metaworld_}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 qt datagen --env "$env" --out "$runs/data"
 declare -A ARGS=(
-  [qtransformer]=""
-  [bc_filtered]="--method bc --success-only --model.support-tau 0"
+  [qtransformer]="--method qtransformer --no-success-only --model.support-tau 0.3"
+  [bc_filtered]=""
 )
 for seed in 0 1 2; do
   for method in qtransformer bc_filtered; do
@@ -32,8 +32,8 @@ for seed in 0 1 2; do
   done
 done
 declare -A NOTE=(
-  [qtransformer]="The $env recipe: the Q-Transformer pretrained on its data (Meta-World's scripted policies: 50% clean, 30% noisy, 20% aimed at a shifted target)."
-  [bc_filtered]="Behaviour cloning on the successful episodes of the same data, same network and steps."
+  [qtransformer]="The Q-Transformer pretrained on the $env recipe's data (Meta-World's scripted policies: 50% clean, 30% noisy, 20% aimed at a shifted target)."
+  [bc_filtered]="The $env recipe: behaviour cloning on the successful episodes of the same data, same network and steps as the Q-Transformer."
 )
 for method in qtransformer bc_filtered; do
   result="$runs/$method/eval_train.json"

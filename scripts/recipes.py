@@ -139,7 +139,7 @@ def _garbage_pixels_pretrain() -> dict[str, Any]:
     return {**base, "model": _pixels_model(support_tau=0.3, normalize_state=True, normalize_instruction=True)}
 
 
-def _metaworld_pretrain() -> dict[str, Any]:
+def _metaworld_qtransformer() -> dict[str, Any]:
     # Chosen on MT10 from pretraining's own evaluation starts (seed 0, 20 episodes per task), never the
     # report starts: 6,000 steps 90.5%, 12,000 steps 95.5% (docs/notes/2026-12-06-metaworld.md).
     return dict(
@@ -149,6 +149,19 @@ def _metaworld_pretrain() -> dict[str, Any]:
         steps=12_000,
         batch_size=128,
     )
+
+
+def _metaworld_filtered_bc() -> dict[str, Any]:
+    # The measured best on MT10 (3 seeds, Meta-World's convention; docs/results.md): behaviour cloning
+    # on the successful episodes, 97.3% [96.4, 98.0], against 93.8% [92.5, 94.9] for the Q-Transformer
+    # (_metaworld_qtransformer) on the same data, network and steps.
+    base = _metaworld_qtransformer()
+    return {
+        **base,
+        "method": "bc",
+        "success_only": True,
+        "model": dataclasses.replace(base["model"], support_tau=0.0),
+    }
 
 
 def _metaworld_finetune(env: str) -> Callable[[], dict[str, Any]]:
@@ -173,14 +186,14 @@ METAWORLD_DATAGEN_STEPS = 200
 Meta-World's 500."""
 
 
-def _metaworld(env: str, episodes: int) -> Recipe:
+def _metaworld(env: str, episodes: int, pretrain: Callable[[], dict[str, Any]]) -> Recipe:
     return Recipe(
         name=env,
         env=env,  # type: ignore[arg-type]  # one of the Meta-World names of EnvName
         observation="state",
         oracle="Meta-World's standard state: object and goal positions",
         datagen=dict(episodes=episodes, max_episode_steps=METAWORLD_DATAGEN_STEPS),
-        pretrain=_metaworld_pretrain,
+        pretrain=pretrain,
         finetune=_metaworld_finetune(env),
     )
 
@@ -257,10 +270,11 @@ RECIPES: dict[str, Recipe] = {
             noise=0.3,
             epsilon=0.1,
         ),
-        _metaworld("metaworld_mt10", episodes=2000),
+        _metaworld("metaworld_mt10", 2000, _metaworld_filtered_bc),
         # MT50 is not yet measured: MT10's settings on five times the episodes (200 per task, as MT10).
-        _metaworld("metaworld_mt50", episodes=10_000),
-        _metaworld("metaworld_ml10", episodes=2000),
+        _metaworld("metaworld_mt50", 10_000, _metaworld_filtered_bc),
+        # ML10 pretrains the Q-Transformer: fine-tuning on its test tasks needs a critic to practise with.
+        _metaworld("metaworld_ml10", 2000, _metaworld_qtransformer),
     )
 }
 """Every recipe by name. An env's default recipe has the env's name."""
