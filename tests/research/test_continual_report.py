@@ -57,7 +57,7 @@ def test_report_averages_seeds_and_records_each_row(tmp_path):
     assert m["retained"]["a"] == (0.5 + 1.0) / 2  # seed 0: 0.5 / 1, seed 1: 0.5 / 0.5
     assert (tmp_path / "navigate_continual_practice.png").stat().st_size > 1000
     entries = {e["name"]: e for e in json.loads(summary.read_text())}
-    assert set(entries) == set(out["practice"]["entries"])
+    assert set(entries) == {*out["practice"]["entries"], out["pretrained"]}
     own = entries["continual-navigate-practice-own-stage"]
     assert own["successes"] == 3 + 4 and own["episodes"] == 8 and own["split"] == "test"
     final = entries["continual-navigate-practice-final-new"]
