@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,22 @@ def stage_dir(out: Path, k: int, task: str) -> Path:
     return out / f"stage{k}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', task)}"
 
 
+UNCHECKED = (
+    "out",
+    "resume",
+    "progress",
+    "tasks",
+    "continual",
+    "env",
+    "pretrained",
+    "prior_data",
+    "env_steps",
+    "seed",
+)
+"""Arguments left out of the ``practice`` record: where the run is stored and how it is watched, and
+those the bookkeeping holds under their own names."""
+
+
 def _state(args: FinetuneArgs) -> dict[str, Any]:
     return {
         "env": args.env,
@@ -72,6 +89,10 @@ def _state(args: FinetuneArgs) -> dict[str, Any]:
         "env_steps_per_stage": args.env_steps,
         "seed": args.seed,
         "continual": dataclasses.asdict(args.continual),
+        # Every other setting of the stages' practice (loss, optimiser, exploration, ...), as JSON holds it.
+        "practice": json.loads(
+            json.dumps({k: v for k, v in dataclasses.asdict(args).items() if k not in UNCHECKED})
+        ),
         "stages_done": 0,
         "rows": [],
     }
@@ -80,8 +101,6 @@ def _state(args: FinetuneArgs) -> dict[str, Any]:
 def load_state(args: FinetuneArgs) -> dict[str, Any]:
     """The run's bookkeeping: a new one, or (``--resume``) the stored one, which must describe the same
     sequence."""
-    import json
-
     path = Path(args.out) / "continual.json"
     fresh = _state(args)
     if not path.exists():
@@ -95,6 +114,14 @@ def load_state(args: FinetuneArgs) -> dict[str, Any]:
                 f"--resume: {path} was made with {key}={stored.get(key)!r}, not {fresh[key]!r}; "
                 "resume with the same settings, or choose another --out"
             )
+    changed = sorted(
+        k for k in fresh["practice"] if stored.get("practice", {}).get(k) != fresh["practice"][k]
+    )
+    if "practice" in stored and changed:
+        raise ValueError(
+            f"--resume: {path} was made with other practice settings ({', '.join(changed)}); "
+            "resume with the same settings, or choose another --out"
+        )
     return stored
 
 
@@ -108,6 +135,12 @@ def report_first_seed(task_lists: Any, env: str, task: str) -> int:
         if task in ids:
             return REPORT_SEED + TASK_SEED_STRIDE * ids.index(task)
     raise ValueError(f"task {task!r} is in no split of {env}")
+
+
+def pretraining_tasks(task_lists: Any, args: FinetuneArgs) -> list[str]:
+    """The env's pretraining tasks the matrix averages: its train split, less any task of the sequence
+    (which has its own row)."""
+    return [t for t in task_lists.split_task_ids(args.env, "train") if t not in args.tasks]
 
 
 def evaluate_row(policy_dir: str, args: FinetuneArgs, stage: int, env_module: str = "envs") -> dict[str, Any]:
@@ -133,7 +166,7 @@ def evaluate_row(policy_dir: str, args: FinetuneArgs, stage: int, env_module: st
             seed=report_first_seed(envs.tasks, args.env, task),
         )
         successes[task], lengths[task] = res["successes"][task], res["lengths"][task]
-    pre = list(envs.tasks.split_task_ids(args.env, "train"))
+    pre = pretraining_tasks(envs.tasks, args)
     if args.continual.pretrain_eval_episodes and pre:
         res = evaluate(
             policy,
@@ -221,8 +254,17 @@ def run_continual(args: FinetuneArgs, env_module: str = "envs") -> dict[str, Any
 
     if len(set(args.tasks)) != len(args.tasks):
         raise ValueError(f"--tasks lists a task twice: {list(args.tasks)}")
-    if args.pretrained is None:
-        raise ValueError("--tasks (continual learning) starts from a pretrained policy: give --pretrained")
+    if args.pretrained is None or args.init != "pretrained":
+        raise ValueError(
+            "--tasks (continual learning) chains each stage to the last one's weights from a pretrained "
+            "policy: give --pretrained, without --init scratch"
+        )
+    config = Path(args.pretrained, "config.json")
+    if config.is_file() and json.loads(config.read_text()).get("meta", {}).get("method") == "bc":
+        raise ValueError(
+            f"{args.pretrained} is a behaviour-cloning policy: its outputs are action scores, not Q-values to "
+            "practise with; start from a policy pretrained with --method qtransformer"
+        )
     envs = importlib.import_module(env_module)
     known = set(envs.tasks.split_task_ids(args.env, "tuning")) | set(
         envs.tasks.split_task_ids(args.env, "test")
@@ -234,7 +276,7 @@ def run_continual(args: FinetuneArgs, env_module: str = "envs") -> dict[str, Any
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = load_state(args)
-    pretraining = list(envs.tasks.split_task_ids(args.env, "train"))
+    pretraining = pretraining_tasks(envs.tasks, args)
 
     def save() -> None:
         state["matrix"] = forgetting_matrix(

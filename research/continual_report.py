@@ -15,6 +15,7 @@ every finished seed. Entries, from the report starts each run scored its rows on
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,14 @@ class ReportArgs:
 def finished_runs(root: Path, variant: str) -> list[dict[str, Any]]:
     """The bookkeeping of every seed of ``variant`` that finished all its stages, in seed order."""
     states = []
-    for path in sorted(root.glob(f"{variant.replace('+', '_')}_s*/continual.json")):
+    name = re.compile(rf"{re.escape(variant.replace('+', '_'))}_s\d+")
+    for path in sorted(root.glob("*/continual.json")):
         state = json.loads(path.read_text())
+        if not name.fullmatch(path.parent.name) or state["continual"]["replay"] != variant:
+            continue  # another variant ("practice_support_s0" is not a seed of "practice")
         if state["stages_done"] == len(state["tasks"]) and len(state["rows"]) == len(state["tasks"]) + 1:
             states.append(state)
-    return states
+    return sorted(states, key=lambda s: s["seed"])
 
 
 def pretraining_tasks(state: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@ its budget, the forgetting matrix, and a resume mid-sequence after SIGKILL, on t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -55,7 +56,9 @@ def test_stages_chain_and_the_matrix_covers_every_task_after_every_stage(pretrai
     assert m["columns"] == ["pretrained", "after go_middle", "after go_left"]
     assert all(len(r) == 3 and all(v is not None for v in r) for r in m["success"])
     row = state["rows"][2]
-    assert len(row["successes"]["go_middle"]) == 4 and len(row["successes"]["go_right"]) == 2
+    # go_left, a pretraining task practised here, has its own row, with its own episodes.
+    assert len(row["successes"]["go_middle"]) == len(row["successes"]["go_left"]) == 4
+    assert len(row["successes"]["go_right"]) == 2
     assert row["policy"] == str(stage_dir(out, 2, "go_left") / "policy")
     assert (out / "matrix.png").stat().st_size > 1000
     # The run's settings are checked on --resume; a finished run is not run again.
@@ -63,8 +66,20 @@ def test_stages_chain_and_the_matrix_covers_every_task_after_every_stage(pretrai
         run_finetune(_continual(pretrained, out), env_module=FAKE)
     with pytest.raises(ValueError, match="env_steps_per_stage"):
         run_finetune(_continual(pretrained, out, env_steps=300, resume=True), env_module=FAKE)
+    with pytest.raises(ValueError, match="other practice settings.*utd"):
+        run_finetune(_continual(pretrained, out, utd=1.0, resume=True), env_module=FAKE)
+    stages = [stage_dir(out, k, t) for k, t in enumerate(SEQUENCE, start=1)]
+    before = [
+        ((d / "summary.json").read_text(), (d / "policy" / "model.safetensors").stat().st_mtime_ns)
+        for d in stages
+    ]
     again = run_finetune(_continual(pretrained, out, resume=True), env_module=FAKE)
     assert again["rows"] == json.loads(json.dumps(state["rows"]))
+    after = [
+        ((d / "summary.json").read_text(), (d / "policy" / "model.safetensors").stat().st_mtime_ns)
+        for d in stages
+    ]
+    assert after == before  # no stage ran again
 
 
 def test_naive_sequence_replays_no_earlier_practice(pretrained, tmp_path):  # noqa: F811
@@ -91,6 +106,8 @@ def test_bad_sequences_are_refused(pretrained, tmp_path):  # noqa: F811
         run_finetune(_continual(pretrained, tmp_path / "b", tasks=("go_up",)), env_module=FAKE)
     with pytest.raises(ValueError, match="not both"):
         _continual(pretrained, tmp_path / "c", task="go_left")
+    with pytest.raises(ValueError, match="without --init scratch"):
+        run_finetune(_continual(pretrained, tmp_path / "d", init="scratch"), env_module=FAKE)
     with pytest.raises(ValueError, match="budget"):
         ContinualConfig(budget=0)
 
@@ -191,4 +208,12 @@ def test_a_behaviour_cloning_policy_is_refused_as_a_start(pretrained, tmp_path):
     config["meta"]["method"] = "bc"
     (bc / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="behaviour-cloning policy"):
-        run_finetune(_args(pretrained, tmp_path / "ft", pretrained=str(bc)), env_module=FAKE)
+        run_finetune(
+            dataclasses.replace(_args(pretrained, tmp_path / "ft"), pretrained=str(bc)), env_module=FAKE
+        )
+    # A sequence refuses it before scoring anything.
+    with pytest.raises(ValueError, match="behaviour-cloning policy"):
+        run_finetune(
+            dataclasses.replace(_continual(pretrained, tmp_path / "seq"), pretrained=str(bc)), env_module=FAKE
+        )
+    assert not (tmp_path / "seq" / "continual.json").exists()

@@ -8,7 +8,7 @@ import json
 from research.continual_report import ReportArgs, report
 
 
-def _state(seed: int, own: list[bool], last: list[bool]) -> dict:
+def _state(seed: int, own: list[bool], last: list[bool], replay: str = "practice") -> dict:
     """Two new tasks a, b and one pretraining task p; 2 episodes per cell."""
     z = [False, False]
 
@@ -20,7 +20,7 @@ def _state(seed: int, own: list[bool], last: list[bool]) -> dict:
         "env": "navigate",
         "tasks": ["a", "b"],
         "seed": seed,
-        "continual": {"eval_episodes": 2, "pretrain_eval_episodes": 2},
+        "continual": {"replay": replay, "eval_episodes": 2, "pretrain_eval_episodes": 2},
         "stages_done": 2,
         "rows": [
             row(0, z, z, [True, True]),
@@ -36,6 +36,11 @@ def test_report_averages_seeds_and_records_each_row(tmp_path):
         d = root / f"practice_s{seed}"
         d.mkdir(parents=True)
         (d / "continual.json").write_text(json.dumps(_state(seed, own, last)))
+    other = root / "practice_support_s0"  # another variant, whose name starts like this one's
+    other.mkdir()
+    (other / "continual.json").write_text(
+        json.dumps(_state(0, [False, False], [False, False], "practice+support"))
+    )
     unfinished = root / "practice_s2"
     unfinished.mkdir()
     (unfinished / "continual.json").write_text(json.dumps({**_state(2, [True], [True]), "stages_done": 1}))
@@ -51,7 +56,7 @@ def test_report_averages_seeds_and_records_each_row(tmp_path):
     )
     out = report(args)
     m = json.loads((tmp_path / "navigate_continual_practice.json").read_text())
-    assert m["seeds"] == [0, 1]  # the unfinished seed is left out
+    assert m["seeds"] == [0, 1]  # the unfinished seed and the other variant are left out
     assert m["rows"] == ["a", "b", "pretraining"]
     assert m["success"][0] == [0.0, 0.75, 0.5] and m["success"][2] == [1.0, 0.5, 0.5]
     assert m["retained"]["a"] == (0.5 + 1.0) / 2  # seed 0: 0.5 / 1, seed 1: 0.5 / 0.5
