@@ -196,6 +196,16 @@ def standardise_from_prior(model: QTransformer, args: FinetuneArgs, text: TextEn
         apply_input_stats(model, dataset_meta(str(args.prior_data)), str(args.prior_data), text)
 
 
+def refuse_behaviour_cloning(meta: Mapping[str, Any], path: str | None) -> None:
+    """A ValueError if the checkpoint at ``path`` (its ``meta``) was trained by behaviour cloning: its
+    outputs are action scores, not Q-values to practise with."""
+    if meta.get("method") == "bc":
+        raise ValueError(
+            f"{path} is a behaviour-cloning policy: its outputs are action scores, not Q-values to "
+            "practise with; fine-tune a policy pretrained with --method qtransformer"
+        )
+
+
 def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransformerPolicy, str]:
     """The policy to fine-tune; its ``meta["env_kwargs"]`` are the env settings to practise with.
 
@@ -203,11 +213,8 @@ def make_policy(args: FinetuneArgs, env_module: str = "envs") -> tuple[QTransfor
     weights (the from-scratch baseline at equal architecture); without a checkpoint the network is
     ``args.model`` sized to the env."""
     ckpt = load_policy_checkpoint(args.pretrained) if args.pretrained else None
-    if ckpt is not None and ckpt.meta.get("method") == "bc":
-        raise ValueError(
-            f"{args.pretrained} is a behaviour-cloning policy: its outputs are action scores, not Q-values to "
-            "practise with; fine-tune a policy pretrained with --method qtransformer"
-        )
+    if ckpt is not None:
+        refuse_behaviour_cloning(ckpt.meta, args.pretrained)
     env_kwargs = env_settings(args, ckpt.meta if ckpt is not None else None)
     if ckpt is not None and args.init == "pretrained":
         model, bins, encoder_name = build_model(ckpt), ckpt.bins, ckpt.encoder

@@ -20,7 +20,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -145,38 +144,22 @@ def pretraining_tasks(task_lists: Any, args: FinetuneArgs) -> list[str]:
 
 def evaluate_row(policy_dir: str, args: FinetuneArgs, stage: int, env_module: str = "envs") -> dict[str, Any]:
     """One row of the matrix: the policy in ``policy_dir`` on every task of the sequence and on the
-    pretraining tasks, from the report starts; every episode's outcome and length is kept."""
+    pretraining tasks, each from its own block of report starts; every episode's outcome and length is
+    kept."""
+    from pretrain.evaluate import evaluate_policy
     from qtransformer.policy import QTransformerPolicy
-    from qtransformer.rollout import evaluate
 
-    envs = importlib.import_module(env_module)
+    task_lists = importlib.import_module(env_module).tasks
     policy = QTransformerPolicy.from_checkpoint(policy_dir)
-    env_kwargs = dict(policy.meta.get("env_kwargs") or {})
-    make_env = partial(
-        envs.make_env, args.env, image_size=policy.model.cfg.image_size, tasks="all", **env_kwargs
-    )
+    plan = [(t, args.continual.eval_episodes) for t in args.tasks]
+    if args.continual.pretrain_eval_episodes:
+        plan += [(t, args.continual.pretrain_eval_episodes) for t in pretraining_tasks(task_lists, args)]
     successes: dict[str, list[bool]] = {}
     lengths: dict[str, list[int]] = {}
-    for task in args.tasks:
-        res = evaluate(
-            policy,
-            make_env,
-            [task],
-            args.continual.eval_episodes,
-            seed=report_first_seed(envs.tasks, args.env, task),
-        )
+    for task, episodes in plan:
+        first = report_first_seed(task_lists, args.env, task)
+        res = evaluate_policy(policy, args.env, [task], episodes, seed=first, env_module=env_module)["train"]
         successes[task], lengths[task] = res["successes"][task], res["lengths"][task]
-    pre = pretraining_tasks(envs.tasks, args)
-    if args.continual.pretrain_eval_episodes and pre:
-        res = evaluate(
-            policy,
-            make_env,
-            pre,
-            args.continual.pretrain_eval_episodes,
-            seed=report_first_seed(envs.tasks, args.env, pre[0]),
-        )
-        for task in pre:
-            successes[task], lengths[task] = res["successes"][task], res["lengths"][task]
     return {
         "stage": stage,
         "after": "pretrained" if stage == 0 else args.tasks[stage - 1],
@@ -250,6 +233,7 @@ def plot_matrix(matrix: Mapping[str, Any], path: str | Path, title: str) -> None
 
 def run_continual(args: FinetuneArgs, env_module: str = "envs") -> dict[str, Any]:
     """Learn ``args.tasks`` one after another; returns the bookkeeping with the forgetting matrix."""
+    from finetune.builder import refuse_behaviour_cloning
     from finetune.train import run_finetune
 
     if len(set(args.tasks)) != len(args.tasks):
@@ -260,11 +244,8 @@ def run_continual(args: FinetuneArgs, env_module: str = "envs") -> dict[str, Any
             "policy: give --pretrained, without --init scratch"
         )
     config = Path(args.pretrained, "config.json")
-    if config.is_file() and json.loads(config.read_text()).get("meta", {}).get("method") == "bc":
-        raise ValueError(
-            f"{args.pretrained} is a behaviour-cloning policy: its outputs are action scores, not Q-values to "
-            "practise with; start from a policy pretrained with --method qtransformer"
-        )
+    if config.is_file():  # before anything is scored (stage 1 would refuse it only after row 0)
+        refuse_behaviour_cloning(json.loads(config.read_text()).get("meta", {}), args.pretrained)
     envs = importlib.import_module(env_module)
     known = set(envs.tasks.split_task_ids(args.env, "tuning")) | set(
         envs.tasks.split_task_ids(args.env, "test")

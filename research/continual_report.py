@@ -25,11 +25,10 @@ import tyro
 
 from finetune.continual import forgetting_matrix, plot_matrix
 from pretrain.evaluate import (
-    PROTOCOL_EPISODES,
-    PROTOCOL_SEEDS,
     SUMMARY_PATH,
     env_labels,
     git_commit,
+    protocol_gaps,
     record_entry,
     success_stats,
 )
@@ -114,12 +113,7 @@ def _entry(
         [[x for t in tasks for x in outcomes[t][s][0]] for s in range(n_seeds)],
         [[x for t in tasks for x in outcomes[t][s][1]] for s in range(n_seeds)],
     )
-    per_seed_episodes = overall["episodes"] // n_seeds
-    gaps = []
-    if per_seed_episodes < PROTOCOL_EPISODES:
-        gaps.append(f"{per_seed_episodes} episodes per seed (the protocol asks for >= {PROTOCOL_EPISODES})")
-    if n_seeds < PROTOCOL_SEEDS:
-        gaps.append(f"{n_seeds} training seed(s) (the protocol asks for >= {PROTOCOL_SEEDS})")
+    gaps = protocol_gaps(overall["episodes"] // n_seeds, n_seeds)
     return {
         "name": name,
         **env_labels(env),
