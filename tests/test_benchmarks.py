@@ -6,6 +6,7 @@ that the figures are positive and finite.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from envs import METAWORLD_ENVS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +70,10 @@ def test_bench_envs(tmp_path: Path) -> None:
         },
     )
     assert r["machine"]["threads"] == 1
+    if importlib.util.find_spec("metaworld") is None:  # the optional extra's envs are named, not run
+        assert set(r["skipped"]) == set(METAWORLD_ENVS)
+    else:
+        assert_figures(r, {f"{n}_steps_per_s" for n in METAWORLD_ENVS})
 
 
 def test_bench_inference(tmp_path: Path) -> None:
